@@ -1,0 +1,52 @@
+#include "cpu.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace edgeinf {
+
+// EDGEINF_FORCE_GENERIC=1 lets tests and benchmarks compare the SIMD paths with the
+// portable one in the same build.
+static bool force_generic() {
+    const char* v = std::getenv("EDGEINF_FORCE_GENERIC");
+    return v != nullptr && std::strcmp(v, "0") != 0 && v[0] != '\0';
+}
+
+Isa best_isa() {
+    if (force_generic()) return Isa::Generic;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+#if defined(EDGEINF_HAVE_AVX2)
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::AVX2;
+#endif
+#if defined(EDGEINF_HAVE_SSE41)
+    if (__builtin_cpu_supports("sse4.1")) return Isa::SSE41;
+#endif
+    return Isa::Generic;
+#elif defined(__aarch64__) || defined(__ARM_NEON)
+    // NEON is mandatory on AArch64; on 32-bit ARM we only use it when compiled in.
+    return Isa::NEON;
+#else
+    return Isa::Generic;
+#endif
+}
+
+const char* isa_name(Isa isa) {
+    switch (isa) {
+        case Isa::SSE41: return "sse4.1";
+        case Isa::AVX2: return "avx2";
+        case Isa::NEON: return "neon";
+        default: return "generic";
+    }
+}
+
+int simd_width_bits(Isa isa) {
+    switch (isa) {
+        case Isa::SSE41: return 128;
+        case Isa::AVX2: return 256;
+        case Isa::NEON: return 128;
+        default: return 0;
+    }
+}
+
+}  // namespace edgeinf

@@ -1,0 +1,14 @@
+// Run-time CPU feature detection. Kernels pick their ISA path once, from here.
+#pragma once
+
+namespace edgeinf {
+
+enum class Isa : int { Generic = 0, SSE41 = 1, AVX2 = 2, NEON = 3 };
+
+// Best ISA path compiled into this build that the running CPU supports.
+Isa best_isa();
+const char* isa_name(Isa isa);
+// SIMD register width of that path, in bits (128 for SSE/NEON, 256 for AVX2, 0 generic).
+int simd_width_bits(Isa isa);
+
+}  // namespace edgeinf

@@ -1,0 +1,19 @@
+"""edgeinf: edge and split-computing inference.
+
+One runtime API over ONNX Runtime, LiteRT and llama.cpp; native kernels for the hot loops.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import device  # noqa: E402
+from .backends import Model, load  # noqa: E402
+from .errors import (  # noqa: E402
+    BackendError, ConfigError, EdgeInfError, InputError, ModelError,
+)
+from .types import TensorSpec  # noqa: E402
+
+__all__ = [
+    "__version__", "load", "Model", "TensorSpec", "device",
+    "EdgeInfError", "ConfigError", "BackendError", "InputError", "ModelError",
+]

@@ -1,0 +1,1 @@
+"""Benchmark suites for ``edgeinf bench``; one module per suite."""

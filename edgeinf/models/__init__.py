@@ -1,0 +1,1 @@
+"""Model builders (pure ONNX graph construction; no torch needed)."""

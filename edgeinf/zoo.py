@@ -1,0 +1,112 @@
+"""Models edgeinf's tests, benchmarks and demo use, built or fetched reproducibly.
+
+- ``mobilenetv2``: a MobileNetV2-shaped ONNX network (224x224, 1000 classes) with
+  fixed-seed weights, for cost and size profiling; its accuracy is meaningless.
+- the real pretrained TFLite models of the ``mediapipe==0.10.14`` wheel (newer releases no
+  longer ship them), fetched once with ``pip download --no-deps`` and cached.
+
+Everything lands in ``$EDGEINF_CACHE/models`` (default ``~/.cache/edgeinf/models``).
+Nothing is downloaded at inference time: :func:`path` only fetches when asked, and the
+fetch goes through pip, i.e. the package registry.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Dict, List
+
+from . import config
+from .errors import ModelError, nearest
+
+log = logging.getLogger("edgeinf")
+
+MEDIAPIPE_VERSION = "0.10.14"
+MEDIAPIPE = {
+    "hand_landmark_lite": "hand_landmark/hand_landmark_lite.tflite",
+    "hand_landmark_full": "hand_landmark/hand_landmark_full.tflite",
+    "palm_detection_lite": "palm_detection/palm_detection_lite.tflite",
+    "palm_detection_full": "palm_detection/palm_detection_full.tflite",
+    "pose_detection": "pose_detection/pose_detection.tflite",
+    "pose_landmark_full": "pose_landmark/pose_landmark_full.tflite",
+    "selfie_segmentation": "selfie_segmentation/selfie_segmentation.tflite",
+    "selfie_segmentation_landscape": "selfie_segmentation/selfie_segmentation_landscape.tflite",
+    "face_detection_short_range": "face_detection/face_detection_short_range.tflite",
+    "face_detection_full_range_sparse": "face_detection/face_detection_full_range_sparse.tflite",
+    "face_landmark": "face_landmark/face_landmark.tflite",
+    "face_landmark_with_attention": "face_landmark/face_landmark_with_attention.tflite",
+    "iris_landmark": "iris_landmark/iris_landmark.tflite",
+    "hand_recrop": "holistic_landmark/hand_recrop.tflite",
+}
+BUILT = {"mobilenetv2": "mobilenetv2.onnx"}
+#: The models the test suite uses (the issue's list); ``fetch_all`` prepares these.
+TEST_SET = ["mobilenetv2", "hand_landmark_lite", "hand_landmark_full", "palm_detection_lite",
+            "palm_detection_full", "pose_detection", "selfie_segmentation"]
+
+
+def models_dir() -> Path:
+    d = config.cache_dir() / "models"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def names() -> List[str]:
+    return list(BUILT) + list(MEDIAPIPE)
+
+
+def path(name: str) -> Path:
+    """Path of a zoo model, building or fetching it on first use."""
+    if name in BUILT:
+        p = models_dir() / BUILT[name]
+        if not p.exists():
+            from .models import mobilenetv2
+
+            log.info("building %s -> %s", name, p)
+            mobilenetv2.save(p)
+        return p
+    if name in MEDIAPIPE:
+        p = models_dir() / "mediapipe" / f"{name}.tflite"
+        if not p.exists():
+            _fetch_mediapipe()
+        return p
+    raise ModelError(f"unknown zoo model {name!r}; did you mean {nearest(name, names())}? "
+                     f"Known: {', '.join(names())}")
+
+
+def resolve(name_or_path: str) -> Path:
+    """A file path as given, or a zoo model by name."""
+    p = Path(name_or_path)
+    if p.exists() or name_or_path not in names():
+        return p
+    return path(name_or_path)
+
+
+def _fetch_mediapipe() -> Dict[str, Path]:
+    out_dir = models_dir() / "mediapipe"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wheel_dir = config.cache_dir() / "wheels"
+    wheels = sorted(wheel_dir.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
+    if not wheels:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+               f"mediapipe=={MEDIAPIPE_VERSION}", "-d", str(wheel_dir)]
+        log.info("fetching mediapipe models: %s", " ".join(cmd))
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(wheel_dir.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
+        if res.returncode != 0 or not wheels:
+            raise ModelError(f"could not download mediapipe=={MEDIAPIPE_VERSION} for its .tflite "
+                             f"models ({' '.join(cmd)}): {res.stderr.strip()[-500:]}")
+    got = {}
+    with zipfile.ZipFile(wheels[0]) as zf:
+        for name, member in MEDIAPIPE.items():
+            dst = out_dir / f"{name}.tflite"
+            tmp = dst.with_suffix(".part")
+            tmp.write_bytes(zf.read(f"mediapipe/modules/{member}"))
+            tmp.replace(dst)  # atomic: a half-written model never looks cached
+            got[name] = dst
+    return got
+
+
+def fetch_all(names_: List[str] = TEST_SET) -> Dict[str, Path]:
+    return {n: path(n) for n in names_}

@@ -1,0 +1,59 @@
+"""Build the native kernels (``csrc/`` -> ``edgeinf._kernels``).
+
+The extension is mandatory: if it cannot compile, the install fails. There is no silent
+pure-Python fallback, because a slow path that nobody notices is worse than a loud error.
+"""
+import os
+import platform
+from glob import glob
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+VERSION = "0.1.0"
+
+machine = platform.machine().lower()
+extra_compile = ["-O3", "-fvisibility=hidden"]
+# NOTE: never -march=native: a wheel built here must run on any CPU of the family.
+# ISA-specific files get their own flags (see csrc/arch/) and are chosen at run time.
+sources = sorted(glob("csrc/*.cpp"))
+if machine in ("x86_64", "amd64", "i686", "x86"):
+    sources += sorted(glob("csrc/arch/x86/*.cpp"))
+elif machine in ("aarch64", "arm64", "armv7l", "armv8l"):
+    sources += sorted(glob("csrc/arch/arm/*.cpp"))
+
+build_flags = " ".join(extra_compile)
+ext = Pybind11Extension(
+    "edgeinf._kernels",
+    sources,
+    include_dirs=["csrc"],
+    cxx_std=17,
+    extra_compile_args=extra_compile,
+    define_macros=[
+        ("EDGEINF_VERSION_INFO", f'"{VERSION}"'),
+        ("EDGEINF_BUILD_FLAGS", f'"{build_flags}"'),
+    ],
+)
+
+
+class BuildExt(build_ext):
+    """Compile per-ISA sources with their own -m flags, the rest with the baseline."""
+
+    def build_extensions(self):
+        orig = self.compiler._compile
+
+        def _compile(obj, src, ext_, cc_args, extra_postargs, pp_opts):
+            post = list(extra_postargs)
+            base = os.path.basename(src)
+            if "arch/x86" in src.replace(os.sep, "/"):
+                if base.startswith("avx2"):
+                    post += ["-mavx2", "-mfma", "-mf16c"]
+                elif base.startswith("sse"):
+                    post += ["-msse4.1"]
+            return orig(obj, src, ext_, cc_args, post, pp_opts)
+
+        self.compiler._compile = _compile
+        super().build_extensions()
+
+
+setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt}, zip_safe=False)
