@@ -1,0 +1,15 @@
+"""Adaptive controller: estimators, cost model, policies, and the loop around them.
+
+The policy is a pure ``decide(observation, state) -> (decision, state)`` (no I/O, no
+clocks); :class:`Controller` holds the estimators and the state between requests;
+:mod:`edgeinf.controller.replay` replays a request stream over a trace exactly (baselines,
+offline tests). See ``docs/controller.md``.
+"""
+from .costmodel import Estimates, PlanCost, Power, Prediction, predict
+from .estimators import DeviceEstimator, LinkEstimate, LinkEstimator, ServerEstimator
+from .loop import Controller, Measured
+from .policy import Decision, Objective, Observation, State, Tuning, decide
+
+__all__ = ["Controller", "Measured", "decide", "Decision", "Objective", "Observation", "State", "Tuning",
+           "PlanCost", "Power", "Prediction", "Estimates", "predict",
+           "LinkEstimator", "LinkEstimate", "DeviceEstimator", "ServerEstimator"]

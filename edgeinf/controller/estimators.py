@@ -1,0 +1,170 @@
+"""Estimators fed only by what really happened. Pure classes: the clock is passed in.
+
+- :class:`LinkEstimator`: uplink bandwidth and RTT from real transfers (bytes sent, time
+  from send to reply minus the server's own time). Bandwidth is tracked as an EWMA of its
+  logarithm with a variance, so one slow transfer does not halve the estimate and a 10x
+  step is followed in two or three samples (a surprising sample gets a larger gain).
+  Confidence decays with the age of the last sample; ``needs_probe`` says when to send a
+  small probe. A failed transfer marks the link down until a transfer succeeds.
+- :class:`DeviceEstimator`: slowdown of the device vs its profile, from measured head times,
+  with psutil's CPU load and frequency as a prior when nothing was measured lately.
+- :class:`ServerEstimator`: queueing and service time from the worker's LOAD reports.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class Ewma:
+    """EWMA with variance (West's exponentially weighted incremental variance)."""
+
+    alpha: float
+    mean: Optional[float] = None
+    var: float = 0.0
+    n: int = 0
+
+    def update(self, x: float, alpha: Optional[float] = None) -> float:
+        a = self.alpha if alpha is None else alpha
+        if self.mean is None:
+            self.mean, self.var = x, 0.0
+        else:
+            d = x - self.mean
+            self.mean += a * d
+            self.var = (1 - a) * (self.var + a * d * d)
+        self.n += 1
+        return self.mean
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(max(self.var, 0.0))
+
+
+@dataclass(frozen=True)
+class LinkEstimate:
+    """A snapshot of the link, as the cost model reads it."""
+
+    up: bool
+    log_bw: float  # mean of ln(bits/s)
+    log_bw_std: float  # uncertainty of ln(bw), grown with age
+    rtt_ms: float
+    confidence: float  # 0..1: decays with the age of the last sample
+    age_s: float
+
+    @property
+    def mbps(self) -> float:
+        return math.exp(self.log_bw) / 1e6
+
+    def transfer_ms(self, nbytes: int, z: float = 0.0) -> float:
+        """Time to move ``nbytes``: RTT + bytes/bw. ``z`` > 0 is pessimistic (a quantile of bw);
+        ``z`` = 0 gives the expectation of a lognormal 1/bw (mean latency)."""
+        if not self.up:
+            return math.inf
+        s = self.log_bw_std
+        inv_bw = math.exp(-self.log_bw + (z * s if z else 0.5 * s * s))
+        return self.rtt_ms + nbytes * 8 * inv_bw * 1000.0
+
+
+class LinkEstimator:
+    """Uplink bandwidth and RTT from transfers; see the module docstring."""
+
+    def __init__(self, prior_mbps: float = 5.0, prior_rtt_ms: float = 30.0, alpha: float = 0.35,
+                 surprise_alpha: float = 0.75, tau_s: float = 2.0, drift_per_s: float = 0.5,
+                 small_bytes: int = 3000):
+        self.bw = Ewma(alpha)
+        self.rtt = Ewma(0.3)
+        self.prior = (math.log(prior_mbps * 1e6), prior_rtt_ms)
+        self.surprise_alpha, self.tau_s, self.drift, self.small = surprise_alpha, tau_s, drift_per_s, small_bytes
+        self.last_s: Optional[float] = None
+        self.up = True
+        self.failures = 0
+
+    def observe(self, now_s: float, nbytes: int, transfer_ms: float) -> None:
+        """A transfer of ``nbytes`` up (plus a small reply) took ``transfer_ms`` end to end,
+        not counting the server's own compute."""
+        self.up, self.failures, self.last_s = True, 0, now_s
+        rtt = self.rtt.mean if self.rtt.mean is not None else self.prior[1]
+        if nbytes <= self.small or transfer_ms <= 1.0:
+            # NOTE: a small transfer is mostly RTT; it also says little about bandwidth.
+            self.rtt.update(max(transfer_ms, 0.1))
+            return
+        if transfer_ms < rtt:  # no transfer is faster than the RTT: the RTT fell
+            self.rtt.update(0.5 * transfer_ms)
+            rtt = self.rtt.mean
+        serial_ms = max(transfer_ms - rtt, 0.05 * transfer_ms, 0.2)
+        x = math.log(nbytes * 8 / (serial_ms / 1000.0))
+        surprise = self.bw.mean is not None and abs(x - self.bw.mean) > max(3 * self.bw.std, math.log(2.0))
+        self.bw.update(x, self.surprise_alpha if surprise else None)
+
+    def fail(self, now_s: float) -> None:
+        """A transfer timed out or the peer vanished: the link is down until one succeeds."""
+        self.failures += 1
+        self.up = False
+        self.last_s = now_s
+
+    def estimate(self, now_s: float) -> LinkEstimate:
+        age = math.inf if self.last_s is None else max(now_s - self.last_s, 0.0)
+        log_bw = self.bw.mean if self.bw.mean is not None else self.prior[0]
+        std = self.bw.std if self.bw.n >= 2 else 1.0
+        # uncertainty grows with age (random walk), so stale estimates invite a probe
+        std = math.sqrt(std * std + (self.drift ** 2) * min(age, 60.0))
+        conf = 0.0 if self.bw.mean is None else math.exp(-age / self.tau_s)
+        rtt = self.rtt.mean if self.rtt.mean is not None else self.prior[1]
+        return LinkEstimate(self.up, log_bw, std, rtt, conf, age)
+
+    def needs_probe(self, now_s: float, last_probe_s: Optional[float], interval_s: float = 0.5) -> bool:
+        """Probe when stale (or down) and no probe went out in the last ``interval_s``."""
+        stale = self.estimate(now_s).confidence < 0.5 or not self.up
+        return stale and (last_probe_s is None or now_s - last_probe_s >= interval_s)
+
+
+class DeviceEstimator:
+    """How much slower the device runs than its profile (1.0 = as profiled)."""
+
+    def __init__(self, alpha: float = 0.3, tau_s: float = 5.0):
+        self.ratio = Ewma(alpha)
+        self.tau_s = tau_s
+        self.last_s: Optional[float] = None
+        self.prior = 1.0
+
+    def observe(self, now_s: float, measured_ms: float, profiled_ms: float) -> None:
+        if profiled_ms <= 0 or measured_ms <= 0:
+            return
+        self.ratio.update(math.log(measured_ms / profiled_ms))
+        self.last_s = now_s
+
+    def observe_system(self, cpu_percent: float, freq_mhz: Optional[float], max_freq_mhz: Optional[float],
+                       cores: int = 1) -> None:
+        """psutil's view: other load takes a share of the cores; a lower clock runs slower."""
+        busy = min(max(cpu_percent / 100.0, 0.0), 0.95)
+        freq = (max_freq_mhz / freq_mhz) if freq_mhz and max_freq_mhz else 1.0
+        self.prior = max(1.0, freq) / max(1.0 - busy * (1.0 if cores <= 1 else 0.5), 0.2)
+
+    def slowdown(self, now_s: float) -> float:
+        if self.ratio.mean is None or self.last_s is None:
+            return self.prior
+        w = math.exp(-max(now_s - self.last_s, 0.0) / self.tau_s)
+        return math.exp(w * self.ratio.mean + (1 - w) * math.log(self.prior))
+
+
+class ServerEstimator:
+    """Server queueing delay and service-time factor from LOAD reports."""
+
+    def __init__(self, alpha: float = 0.4):
+        self.queue_ms = Ewma(alpha)
+        self.service = Ewma(alpha)
+
+    def observe(self, queue_ms: float, service_ms: Optional[float] = None, profiled_ms: Optional[float] = None) -> None:
+        self.queue_ms.update(max(queue_ms, 0.0))
+        if service_ms and profiled_ms:
+            self.service.update(service_ms / profiled_ms)
+
+    @property
+    def queue(self) -> float:
+        return self.queue_ms.mean or 0.0
+
+    @property
+    def factor(self) -> float:
+        return self.service.mean or 1.0

@@ -1,0 +1,181 @@
+"""Policies: ``decide(observation, state) -> (decision, state)``; no I/O, no clocks.
+
+The observation carries the time (``now_s``) and a snapshot of the estimates; the state
+is a frozen value returned anew. Three small steps, each its own function:
+
+1. ``rank``: the best plan for the objective (min latency s.t. an accuracy floor; max
+   accuracy s.t. a deadline; min device energy s.t. a deadline);
+2. ``hysteresis``: keep the current plan unless the best one wins clearly (a large gain
+   switches at once, a moderate one only after it persists), so estimate noise does not
+   flap plans; an infeasible or unreachable current plan is left immediately;
+3. ``explore``: when the link estimate is stale and a remote plan could plausibly win, ask
+   for a small probe (this also finds the link again after an outage); and, rarely, try
+   the runner-up when it is safe under the deadline, so unused plans do not go stale.
+
+Link down means local at once: no hysteresis, no waiting.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Dict, Optional, Tuple
+
+from ..errors import ConfigError
+from ..plan import Plan
+from .costmodel import Estimates, PlanCost, Power, Prediction, predict
+
+OBJECTIVES = ("latency", "accuracy", "energy")
+
+
+@dataclass(frozen=True)
+class Objective:
+    kind: str = "latency"
+    deadline_ms: float = math.inf
+    accuracy_floor: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in OBJECTIVES:
+            raise ConfigError(f"objective must be one of {OBJECTIVES}; got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    switch_gain: float = 0.08  # relative gain needed to switch after `persist` decisions
+    jump_gain: float = 0.30  # relative gain that switches at once
+    abs_ms: float = 1.0  # gains below this are noise
+    persist: int = 2
+    probe_interval_s: float = 0.5
+    explore_every: int = 40  # requests between exploration tries (0: never)
+    z: float = 1.28  # bandwidth quantile for deadline checks (~90%)
+
+
+@dataclass(frozen=True)
+class Observation:
+    now_s: float
+    estimates: Estimates
+    candidates: Tuple[PlanCost, ...]
+    objective: Objective = Objective()
+    power: Power = Power()
+
+
+@dataclass(frozen=True)
+class State:
+    plan: Optional[Plan] = None
+    challenger: Optional[Plan] = None
+    streak: int = 0
+    n: int = 0
+    last_probe_s: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    plan: Plan
+    reason: str
+    probe: bool = False
+    timeout_ms: Optional[float] = None  # remote budget that still leaves time for local fallback
+    predictions: Tuple[Prediction, ...] = ()
+
+    def predicted(self, plan: Optional[Plan] = None) -> Optional[Prediction]:
+        plan = plan or self.plan
+        return next((p for p in self.predictions if p.plan == plan), None)
+
+
+def _feasible(p: Prediction, obj: Objective) -> bool:
+    if obj.kind == "latency":
+        return p.accuracy >= obj.accuracy_floor and math.isfinite(p.latency_ms)
+    return p.pessimistic_ms <= obj.deadline_ms and p.accuracy >= obj.accuracy_floor
+
+
+def score(p: Prediction, obj: Objective) -> float:
+    """Lower is better; the quantity hysteresis compares."""
+    if obj.kind == "accuracy":
+        return (1.0 - p.accuracy) * 1e3 + p.latency_ms * 1e-3  # accuracy first, latency breaks ties
+    return p.energy_mj if obj.kind == "energy" else p.latency_ms
+
+
+def rank(preds: Tuple[Prediction, ...], obj: Objective) -> Prediction:
+    ok = [p for p in preds if _feasible(p, obj)]
+    if ok:
+        return min(ok, key=lambda p: score(p, obj))
+    # nothing meets the constraint: the fastest plan misses by the least
+    return min(preds, key=lambda p: p.latency_ms)
+
+
+def hysteresis(cur: Optional[Prediction], best: Prediction, obj: Objective, state: State,
+               t: Tuning) -> Tuple[Plan, State, str]:
+    if cur is None or cur.plan == best.plan:
+        return best.plan, replace(state, challenger=None, streak=0), "best"
+    if not _feasible(cur, obj) and _feasible(best, obj) or not math.isfinite(cur.latency_ms):
+        return best.plan, replace(state, challenger=None, streak=0), "current plan infeasible"
+    a, b = score(cur, obj), score(best, obj)
+    gain = a - b
+    rel = gain / max(abs(a), 1e-9)
+    if obj.kind == "accuracy":
+        rel = gain / 1e3 / 0.005  # 0.5 accuracy points counts as a full "relative" unit
+    # NOTE: abs_ms reads as 1 ms, 1 mJ, or 0.001 accuracy depending on the objective's score
+    if gain < t.abs_ms:
+        return cur.plan, replace(state, challenger=None, streak=0), "hold (gain below noise)"
+    if rel >= t.jump_gain:
+        return best.plan, replace(state, challenger=None, streak=0), f"switch (gain {rel:.0%})"
+    if rel < t.switch_gain:
+        return cur.plan, replace(state, challenger=None, streak=0), f"hold (gain {rel:.0%})"
+    streak = state.streak + 1 if state.challenger == best.plan else 1
+    if streak >= t.persist:
+        return best.plan, replace(state, challenger=None, streak=0), f"switch (gain {rel:.0%} x{streak})"
+    return cur.plan, replace(state, challenger=best.plan, streak=streak), f"hold ({best.plan} gains {rel:.0%}, waiting)"
+
+
+def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Prediction, ...],
+            t: Tuning) -> Tuple[bool, Optional[Plan]]:
+    """(probe?, exploratory plan or None)."""
+    link = obs.estimates.link
+    probe = False
+    if not chosen.plan.remote and (not link.up or link.confidence < 0.5):
+        due = state.last_probe_s is None or obs.now_s - state.last_probe_s >= t.probe_interval_s
+        # only worth probing if some remote plan would win were the link at its optimistic bound
+        hopeful = not link.up or any(p.plan.remote and p.latency_ms < chosen.latency_ms * 4 for p in preds)
+        probe = due and hopeful
+    trial = None
+    if t.explore_every and link.up and state.n % t.explore_every == t.explore_every - 1:
+        others = sorted((p for p in preds if p.plan != chosen.plan and _feasible(p, obs.objective)
+                         and p.pessimistic_ms <= obs.objective.deadline_ms), key=lambda p: score(p, obs.objective))
+        if others and others[0].latency_ms <= 1.5 * chosen.latency_ms:
+            trial = others[0].plan
+    return probe, trial
+
+
+def _timeout(plan_pred: Prediction, preds: Tuple[Prediction, ...], obj: Objective) -> Optional[float]:
+    if not plan_pred.plan.remote:
+        return None
+    local = min((p.latency_ms for p in preds if not p.plan.remote), default=0.0)
+    if math.isfinite(obj.deadline_ms):
+        # give up on the link early enough that running locally still meets the deadline
+        return max(obj.deadline_ms - local, 0.25 * obj.deadline_ms)
+    return max(3 * plan_pred.pessimistic_ms, 1000.0)
+
+
+def decide(obs: Observation, state: State, tuning: Tuning = Tuning()) -> Tuple[Decision, State]:
+    """Choose the plan for one request. Pure: same inputs, same outputs."""
+    if not obs.candidates:
+        raise ConfigError("decide() needs at least one candidate plan; got none")
+    preds = tuple(predict(c, obs.estimates, obs.power, z=tuning.z) for c in obs.candidates)
+    by_plan: Dict[Plan, Prediction] = {p.plan: p for p in preds}
+    link = obs.estimates.link
+    if not link.up:
+        local = tuple(p for p in preds if not p.plan.remote) or preds
+        best = rank(local, obs.objective)
+        plan, reason = best.plan, "link down: local"
+        state = replace(state, challenger=None, streak=0)
+    else:
+        best = rank(preds, obs.objective)
+        plan, state, reason = hysteresis(by_plan.get(state.plan), best, obs.objective, state, tuning)
+    chosen = by_plan[plan]
+    probe, trial = explore(obs, state, chosen, preds, tuning)
+    if trial is not None:
+        plan, reason = trial, f"explore (keeps {trial} fresh)"
+    if probe:
+        state = replace(state, last_probe_s=obs.now_s)
+        reason += "; probe link"
+    # NOTE: an exploratory plan does not become the current plan; hysteresis still anchors on it
+    state = replace(state, plan=chosen.plan, n=state.n + 1)
+    return Decision(plan, reason, probe, _timeout(by_plan[plan], preds, obs.objective), preds), state
