@@ -1,0 +1,47 @@
+"""``edgeinf worker``: serve model package tails (and full models) to edge clients."""
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("worker", help="cloud offload worker: serve package tails over ZeroMQ")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--bind", default="tcp://127.0.0.1:5555",
+                       help="ROUTER endpoint to bind (default loopback tcp://127.0.0.1:5555; port * picks one)")
+    where.add_argument("--connect", help="instead of binding, connect to a broker's worker endpoint")
+    p.add_argument("--package", action="append", required=True, metavar="DIR", help="model package (repeatable)")
+    p.add_argument("--workers", type=int, default=2, help="executor threads (default 2)")
+    p.add_argument("--queue", type=int, default=8, help="requests queued beyond running ones before BUSY (default 8)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads per session")
+    p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret: turn CURVE on")
+    p.add_argument("--allow", metavar="DIR", help="directory of allowed client public keys (*.key)")
+    p.add_argument("--allow-plaintext", action="store_true", help="allow plaintext on a non-loopback bind")
+    p.add_argument("--drain", type=float, default=30.0, help="seconds given to in-flight work on SIGTERM")
+    p.add_argument("--no-verify", action="store_true", help="skip hashing package files at start")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..package import open_package
+    from ..worker import Worker, WorkerConfig
+
+    pkgs = [open_package(d, verify=not args.no_verify) for d in args.package]
+    cfg = WorkerConfig(bind=args.bind, connect=args.connect, workers=args.workers, queue=args.queue,
+                       threads=args.threads, curve_secret=args.curve_secret, allow_dir=args.allow,
+                       allow_plaintext=args.allow_plaintext, drain_s=args.drain)
+    worker = Worker(pkgs, cfg)
+    try:
+        worker.initialize()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: worker.stop())
+        # the one line scripts and tests wait for (the port may have been chosen by the OS)
+        print(f"edgeinf worker: serving {len(pkgs)} package(s) on {worker.endpoint}", flush=True)
+        for p in pkgs:
+            print(f"  package {p.name} {p.hash} cuts {sorted(p.cuts)}", flush=True)
+        worker.serve()
+    finally:
+        worker.finalize()
+    print(f"edgeinf worker: stopped; stats {worker.stats}", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,194 @@
+"""EdgeRuntime: execute a Plan (local, split or offload) and always return the right answer.
+
+Split: run the head here, encode the crossing tensors, send them to a worker, decode its
+outputs. On any remote failure (BUSY, timeout, disconnect, refused key, error) the tail
+runs here from a cached session instead, once, and the result says so. The remote part
+gets only the time left after reserving what the local fallback needs, so a fallback
+still finishes by the caller's deadline.
+
+Every :class:`RunResult` carries per-stage timings (ms), bytes each way and the server's
+load report, and is handed to ``observer`` (the controller) after each request.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Optional, Union
+
+import numpy as np
+
+from .errors import ConfigError, EdgeInfError
+from .package import Package, open_package
+from .plan import LOCAL, Plan
+from .transport import _util
+from .transport.client import Client, Outcome, Reply
+
+log = logging.getLogger("edgeinf")
+
+
+@dataclass
+class RunResult:
+    """What one request produced and what it cost.
+
+    outcome : 'offload' (remote answered), 'local_fallback' (remote failed, ran here) or 'local'.
+    timings : ms per stage: head, encode, send_wait, decode, fallback (local tail/full after a
+        failure), full (local plan), total; server (the worker's own service time).
+    transport : the remote Outcome value ('ok', 'busy', 'timeout', 'down', ...) or None.
+    pace : the emulated slowdown applied to local compute (1.0: none).
+    """
+
+    outputs: Dict[str, np.ndarray]
+    outcome: str
+    plan: Plan
+    timings: Dict[str, float] = field(default_factory=dict)
+    bytes_sent: int = 0
+    bytes_recv: int = 0
+    load: Optional[dict] = None
+    transport: Optional[str] = None
+    error: str = ""
+    endpoint: Optional[str] = None
+    pace: float = 1.0
+
+
+class EdgeRuntime:
+    """Run a model package's plans on this device, offloading through ``edgeinf.transport``.
+
+    Parameters
+    ----------
+    package : a :class:`Package` or its directory.
+    endpoints : worker/broker URLs (or pass a ready ``client``); None: local only.
+    plan : the default plan; ``run(..., plan=)`` overrides it per request.
+    observer : called with each :class:`RunResult` (exceptions are logged, not raised).
+    compute_pace : >= 1; local compute is slowed to pace x its measured time by sleeping
+        the difference, to EMULATE a slower device (labelled in ``RunResult.pace``).
+    deadline_s : default per-request deadline.
+    """
+
+    def __init__(self, package: Union[Package, str, Path], endpoints=None, *, client: Optional[Client] = None,
+                 plan: Plan = LOCAL, observer: Optional[Callable[[RunResult], None]] = None,
+                 compute_pace: float = 1.0, deadline_s: float = 1.0, threads: Optional[int] = None,
+                 **client_options):
+        if compute_pace < 1.0:
+            raise ConfigError(f"compute_pace must be >= 1 (1 = real speed); got {compute_pace}")
+        self.package = package if isinstance(package, Package) else open_package(package)
+        self.plan, self.observer, self.pace = plan, observer, float(compute_pace)
+        self.deadline_s, self.threads = deadline_s, threads
+        self._own_client = client is None and endpoints is not None
+        self.client = client or (Client(endpoints, **client_options) if endpoints is not None else None)
+        self._est_ms: Dict[tuple, float] = {}  # (role, cut) -> EWMA of local compute ms
+
+    def close(self) -> None:
+        if self._own_client and self.client is not None:
+            self.client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- public ------------------------------------------------------------------------
+    def run(self, inputs: Mapping[str, np.ndarray], plan: Optional[Plan] = None,
+            deadline: Optional[float] = None) -> RunResult:
+        """Serve one request by ``deadline`` seconds from now (default ``deadline_s``)."""
+        plan = plan or self.plan
+        t0 = time.perf_counter()
+        end = time.monotonic() + (self.deadline_s if deadline is None else deadline)
+        if plan.kind == "local" or self.client is None:
+            res = RunResult({}, "local", plan, pace=self.pace)
+            res.outputs = self._compute("full", None, inputs, res, "full")
+        elif plan.kind == "split":
+            res = RunResult({}, "offload", plan, pace=self.pace)
+            crossing = self._compute("head", plan.cut, inputs, res, "head")
+            res.outputs = self._remote_or_local("tail", plan.cut, crossing, plan.codec or "raw", end, res)
+        else:
+            res = RunResult({}, "offload", plan, pace=self.pace)
+            res.outputs = self._remote_or_local("full", None, inputs, plan.codec or "raw", end, res)
+        res.timings["total"] = _ms(time.perf_counter() - t0)
+        self._notify(res)
+        return res
+
+    def warmup(self, plan: Optional[Plan] = None) -> None:
+        """Create and time the sessions ``plan`` may need, so the first request does not."""
+        plan = plan or self.plan
+        roles = [("full", None)] if plan.kind != "split" else [("head", plan.cut), ("tail", plan.cut)]
+        for role, cut in roles:
+            self._estimate(role, cut)
+
+    # -- stages ------------------------------------------------------------------------
+    def _remote_or_local(self, role, cut, tensors, codec, end, res: RunResult) -> Dict[str, np.ndarray]:
+        reserve = self._estimate(role, cut) * self.pace * 1.5 + 5.0  # ms the fallback may need
+        budget = (end - time.monotonic()) * 1e3 - reserve
+        reply = None
+        if budget > 1.0:
+            try:
+                reply = self._offload(cut, tensors, codec, budget / 1e3, res)
+            except EdgeInfError as e:  # codec missing, bad reply...: fall back, say why
+                res.transport, res.error = "error", str(e)
+        else:
+            res.transport, res.error = "skipped", f"{budget:.1f} ms left after reserving {reserve:.1f} ms for local"
+        if reply is not None:
+            return reply
+        res.outcome = "local_fallback"
+        log.info("plan %s fell back to local (%s): %s", res.plan, res.transport, res.error)
+        return self._compute(role, cut, tensors, res, "fallback")
+
+    def _offload(self, cut, tensors, codec, timeout, res: RunResult) -> Optional[Dict[str, np.ndarray]]:
+        t = time.perf_counter()
+        specs, frames = _util.pack(tensors, codec)
+        res.timings["encode"] = _ms(time.perf_counter() - t)
+        t = time.perf_counter()
+        reply: Reply = self.client.infer(self.package.hash, cut, specs, frames, codec=codec, timeout=timeout)
+        res.timings["send_wait"] = _ms(time.perf_counter() - t)
+        res.transport, res.endpoint, res.load = reply.outcome.value, reply.endpoint, reply.load
+        res.bytes_sent, res.bytes_recv = reply.bytes_sent, reply.bytes_recv
+        if reply.outcome is not Outcome.OK:
+            res.error = f"{reply.error_code.name + ': ' if reply.error_code else ''}{reply.error}"
+            return None
+        t = time.perf_counter()
+        outputs = _util.unpack(reply.message)
+        res.timings["decode"] = _ms(time.perf_counter() - t)
+        res.timings["server"] = float(reply.message.meta.get("service_ms", 0.0))
+        return outputs
+
+    def _compute(self, role, cut, feeds, res: RunResult, stage: str) -> Dict[str, np.ndarray]:
+        sess = self.package.session(role, cut, threads=self.threads)
+        t = time.perf_counter()
+        out = sess.run(dict(feeds))
+        dt = time.perf_counter() - t
+        self._learn(role, cut, dt * 1e3)
+        if self.pace > 1.0:  # EMULATED slower device: stretch to pace x the measured time
+            time.sleep(dt * (self.pace - 1.0))
+        res.timings[stage] = _ms(time.perf_counter() - t)
+        return out
+
+    def _estimate(self, role, cut) -> float:
+        """Local compute ms for (role, cut); measured once on random inputs if unknown."""
+        key = (role, cut)
+        if key not in self._est_ms:
+            sess = self.package.session(role, cut, threads=self.threads)
+            feeds = sess.random_inputs()
+            sess.run(feeds)  # first run pays one-off allocation
+            t = time.perf_counter()
+            sess.run(feeds)
+            self._est_ms[key] = (time.perf_counter() - t) * 1e3
+        return self._est_ms[key]
+
+    def _learn(self, role, cut, ms: float) -> None:
+        old = self._est_ms.get((role, cut))
+        # NOTE: track upward jumps fast (a slow run must not make fallbacks miss deadlines)
+        self._est_ms[(role, cut)] = ms if old is None or ms > old else 0.9 * old + 0.1 * ms
+
+    def _notify(self, res: RunResult) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(res)
+        except Exception:  # an observer bug must not fail the request it observes
+            log.exception("EdgeRuntime observer failed")
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1e3, 3)

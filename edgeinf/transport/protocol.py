@@ -1,0 +1,355 @@
+"""The edgeinf wire format: pure functions over lists of buffers (no ``import zmq``).
+
+A message is a ZeroMQ multipart message. Frame 0 is a fixed 16-byte header followed by a
+JSON metadata block; frames 1..n are raw tensor bytes (or codec buffers), one per tensor::
+
+    frame 0, little-endian, 16 + meta_len bytes
+    offset size  field
+    0      4     magic      b"EINF"
+    4      1     version    1 (PROTOCOL_VERSION)
+    5      1     kind       Kind (HELLO=1 ... DISCONNECT=9)
+    6      2     flags      bit 0: FLAG_CACHED (a RESULT replayed from the idempotency cache)
+    8      2     ntensors   number of tensor frames that follow (== len(meta["tensors"]))
+    10     2     reserved   0
+    12     4     meta_len   bytes of UTF-8 JSON metadata (<= Limits.max_meta)
+    16     ...   metadata   exactly meta_len bytes; nothing may follow
+    frame 1..ntensors: tensor i, raw C-order little-endian bytes when meta["codec"] == "raw"
+                       (len == prod(shape) * itemsize exactly), else an edgeinf.codec buffer
+
+Everything is checked before anything is allocated: frame count, header, lengths, then the
+metadata is parsed (bounded) and schema-checked, and raw tensors become read-only numpy
+views of the received frames (``np.frombuffer(..., count=n)``), never copies.
+``docs/protocol.md`` is the long form of this docstring.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import ProtocolError
+
+MAGIC = b"EINF"
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct("<4sBBHHHI")  # magic, version, kind, flags, ntensors, reserved, meta_len
+FLAG_CACHED = 0x1
+MAX_NDIM = 8
+DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+          "float16", "float32", "float64")
+_DTYPES = {name: np.dtype(name).newbyteorder("<") for name in DTYPES}
+
+
+class Kind(IntEnum):
+    """Message kinds. The numbers are the wire format: never renumber (a test pins them)."""
+
+    HELLO = 1       # client -> server: capabilities; server -> client: packages, codecs, load
+    INFER = 2       # client -> server: run a package graph on tensors
+    RESULT = 3      # server -> client: output tensors + load report
+    ERROR = 4       # server -> client: request failed, with an ErrorCode
+    BUSY = 5        # server -> client: queue full or draining; run it elsewhere
+    HEARTBEAT = 6   # both ways; the server's reply carries its load
+    LOAD = 7        # server -> client/broker: load report on its own
+    READY = 8       # worker -> broker: I can take work (with capacity)
+    DISCONNECT = 9  # worker -> broker: I am leaving
+
+
+class ErrorCode(IntEnum):
+    """Why a request failed (ERROR messages). Pinned by a test like Kind."""
+
+    PROTOCOL = 1         # malformed message
+    VERSION = 2          # unsupported protocol version
+    UNKNOWN_PACKAGE = 3  # no package with that hash here
+    UNKNOWN_CUT = 4      # the package has no such cut
+    BAD_INPUT = 5        # tensor names, shapes or dtypes do not match the graph
+    CODEC = 6            # codec unknown here, or buffer corrupt
+    EXPIRED = 7          # the deadline passed before the request ran; it was not executed
+    BACKEND = 8          # the engine failed on this request
+    AUTH = 9             # the sender's key is not (or no longer) allowed
+    INTERNAL = 10        # a bug on the server side
+    NO_WORKER = 11       # broker: no live worker could take it
+
+
+_TENSOR_KINDS = (Kind.INFER, Kind.RESULT)
+
+
+# -- errors (each a specific ProtocolError so tests and peers can tell them apart) ---------
+class BadHeader(ProtocolError):
+    code = ErrorCode.PROTOCOL
+
+
+class BadMagic(BadHeader):
+    pass
+
+
+class BadVersion(BadHeader):
+    code = ErrorCode.VERSION
+
+
+class FrameCount(ProtocolError):
+    code = ErrorCode.PROTOCOL
+
+
+class TooLarge(ProtocolError):
+    code = ErrorCode.PROTOCOL
+
+
+class BadMetadata(ProtocolError):
+    code = ErrorCode.PROTOCOL
+
+
+class BadTensor(ProtocolError):
+    code = ErrorCode.BAD_INPUT
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a receiver accepts; checked before any allocation."""
+
+    max_meta: int = 8192                  # metadata JSON bytes
+    max_tensors: int = 64                 # tensor frames per message
+    max_tensor_bytes: int = 256 * 2**20   # one tensor, raw or decoded
+
+    @property
+    def max_frame(self) -> int:
+        """For ``zmq.MAXMSGSIZE``: no single frame may be larger."""
+        return max(self.max_tensor_bytes, HEADER.size + self.max_meta)
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    name: str
+    dtype: str
+    shape: Tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        n = 1
+        for d in self.shape:  # Python ints: no overflow
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * _DTYPES[self.dtype].itemsize
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+
+
+@dataclass
+class Message:
+    """A checked message. ``buffers[i]`` is tensor i's frame (a view, not a copy)."""
+
+    kind: Kind
+    meta: Dict[str, Any]
+    tensors: List[TensorMeta] = field(default_factory=list)
+    buffers: List[memoryview] = field(default_factory=list)
+    flags: int = 0
+
+    @property
+    def id(self) -> Optional[int]:
+        return self.meta.get("id")
+
+    @property
+    def codec(self) -> str:
+        return self.meta.get("codec", "raw")
+
+    def arrays(self, decode: Optional[Callable] = None, limits: Limits = DEFAULT_LIMITS) -> Dict[str, np.ndarray]:
+        """Tensors by name: raw ones as read-only views; others through ``decode(buf, out=)``."""
+        return unpack(self.tensors, self.buffers, self.codec, decode, limits)
+
+
+# -- encoding ------------------------------------------------------------------------------
+def pack_raw(arrays: Mapping[str, np.ndarray]) -> Tuple[List[dict], List[np.ndarray]]:
+    """Tensor specs and frames for the raw codec; frames are the arrays themselves (no copy)."""
+    specs, frames = [], []
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        if a.dtype.name not in _DTYPES:
+            raise BadTensor(f"tensor {name!r}: dtype {a.dtype} is not allowed; allowed: {', '.join(DTYPES)}")
+        a = np.ascontiguousarray(a, dtype=_DTYPES[a.dtype.name])  # no-op unless strided or big-endian
+        specs.append({"name": str(name), "dtype": a.dtype.name, "shape": list(a.shape)})
+        frames.append(a)
+    return specs, frames
+
+
+def encode(kind: Kind, meta: Mapping[str, Any], frames: Sequence = (), flags: int = 0,
+           limits: Limits = DEFAULT_LIMITS) -> list:
+    """Frames to send (``send_multipart(..., copy=False)``): header+metadata, then ``frames``."""
+    raw = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    if len(raw) > limits.max_meta:
+        raise TooLarge(f"metadata is {len(raw)} bytes; the limit is {limits.max_meta}")
+    head = HEADER.pack(MAGIC, PROTOCOL_VERSION, int(kind), flags, len(frames), 0, len(raw))
+    return [head + raw, *frames]
+
+
+# -- decoding ------------------------------------------------------------------------------
+def decode(frames: Sequence, limits: Limits = DEFAULT_LIMITS) -> Message:
+    """Check and parse a received message (without routing envelope); raise a ProtocolError."""
+    if not 1 <= len(frames) <= 1 + limits.max_tensors:
+        raise FrameCount(f"a message has 1..{1 + limits.max_tensors} frames; got {len(frames)}")
+    head = memoryview(frames[0])
+    kind, flags, ntensors, meta_len = _header(head, limits)
+    if len(frames) != 1 + ntensors:
+        raise FrameCount(f"header declares {ntensors} tensor frame(s); got {len(frames) - 1}")
+    if ntensors and kind not in _TENSOR_KINDS:
+        raise FrameCount(f"{kind.name} carries no tensors; header declares {ntensors}")
+    meta = _metadata(head[HEADER.size:], kind, limits)
+    specs = [_tensor_meta(t, limits) for t in meta.get("tensors", [])]
+    if len(specs) != ntensors:
+        raise FrameCount(f"metadata lists {len(specs)} tensor(s); header declares {ntensors}")
+    buffers = [memoryview(f) for f in frames[1:]]
+    codec = meta.get("codec", "raw")
+    for spec, buf in zip(specs, buffers):
+        if codec == "raw" and buf.nbytes != spec.nbytes:
+            raise BadTensor(f"tensor {spec.name!r} {spec.dtype}{list(spec.shape)} needs exactly "
+                            f"{spec.nbytes} bytes; frame has {buf.nbytes}")
+        if buf.nbytes > limits.max_tensor_bytes:
+            raise TooLarge(f"tensor {spec.name!r} frame is {buf.nbytes} bytes; limit {limits.max_tensor_bytes}")
+    return Message(kind, meta, specs, buffers, flags)
+
+
+def _header(head: memoryview, limits: Limits):
+    if head.nbytes < HEADER.size:
+        raise BadHeader(f"header frame is {head.nbytes} bytes; at least {HEADER.size} expected")
+    magic, version, kind, flags, ntensors, reserved, meta_len = HEADER.unpack_from(head)
+    if magic != MAGIC:
+        raise BadMagic(f"magic {bytes(magic)!r}; expected {MAGIC!r}")
+    if version != PROTOCOL_VERSION:
+        raise BadVersion(f"protocol version {version}; this side speaks {PROTOCOL_VERSION}")
+    try:
+        kind = Kind(kind)
+    except ValueError:
+        raise BadHeader(f"unknown message kind {kind}; known: {[k.name for k in Kind]}") from None
+    if reserved:
+        raise BadHeader(f"reserved header field is {reserved}; expected 0")
+    if meta_len > limits.max_meta:
+        raise TooLarge(f"metadata length {meta_len} exceeds the limit {limits.max_meta}")
+    if ntensors > limits.max_tensors:
+        raise FrameCount(f"{ntensors} tensors declared; the limit is {limits.max_tensors}")
+    if head.nbytes != HEADER.size + meta_len:
+        raise BadHeader(f"header frame is {head.nbytes} bytes; header+metadata declare {HEADER.size + meta_len}")
+    return kind, flags, ntensors, meta_len
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not allowed")
+
+
+def _metadata(raw: memoryview, kind: Kind, limits: Limits) -> dict:
+    if not raw.nbytes:
+        return {}
+    try:
+        meta = json.loads(bytes(raw), parse_constant=_reject_constant)  # at most max_meta bytes
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        raise BadMetadata(f"metadata is not valid JSON: {str(e)[:120]}") from None
+    if not isinstance(meta, dict):
+        raise BadMetadata(f"metadata must be a JSON object; got {type(meta).__name__}")
+    for key, check in _SCHEMA.items():
+        if key in meta and not check(meta[key]):
+            raise BadMetadata(f"metadata field {key!r} has an invalid value {str(meta[key])[:80]!r}")
+    for key in _REQUIRED.get(kind, ()):
+        if key not in meta:
+            raise BadMetadata(f"{kind.name} metadata needs {key!r}; got keys {sorted(meta)}")
+    return meta
+
+
+def _tensor_meta(t, limits: Limits) -> TensorMeta:
+    if not isinstance(t, dict) or not {"name", "dtype", "shape"} <= set(t):
+        raise BadMetadata(f"a tensor entry needs name, dtype and shape; got {str(t)[:80]}")
+    name, dtype, shape = t["name"], t["dtype"], t["shape"]
+    if not _short_str(name):
+        raise BadMetadata(f"tensor name must be a string of at most 256 chars; got {str(name)[:80]!r}")
+    if dtype not in _DTYPES:
+        raise BadTensor(f"tensor {name!r}: dtype {str(dtype)[:40]!r} not allowed; allowed: {', '.join(DTYPES)}")
+    if not isinstance(shape, list) or len(shape) > MAX_NDIM:
+        raise BadTensor(f"tensor {name!r}: shape must be a list of 0..{MAX_NDIM} dims; got {str(shape)[:80]}")
+    if not all(type(d) is int and d >= 0 for d in shape):
+        raise BadTensor(f"tensor {name!r}: dims must be non-negative integers; got {shape}")
+    spec = TensorMeta(name, dtype, tuple(shape))
+    if spec.nbytes > limits.max_tensor_bytes:
+        raise TooLarge(f"tensor {name!r} declares {spec.nbytes} bytes; the limit is {limits.max_tensor_bytes}")
+    return spec
+
+
+def unpack(specs: Sequence[TensorMeta], buffers: Sequence, codec: str = "raw",
+           decode_fn: Optional[Callable] = None, limits: Limits = DEFAULT_LIMITS) -> Dict[str, np.ndarray]:
+    """Arrays from checked specs and buffers (raw: zero-copy views; else ``decode_fn``)."""
+    out = {}
+    for spec, buf in zip(specs, buffers):
+        dt = _DTYPES[spec.dtype]
+        if codec == "raw":
+            a = np.frombuffer(buf, dtype=dt, count=spec.count).reshape(spec.shape)
+            a.flags.writeable = False
+        else:
+            if decode_fn is None:
+                raise ProtocolError(f"codec {codec!r} needs a decoder; none given")
+            # decoding into a buffer of the declared (limit-checked) size bounds the allocation
+            a = decode_fn(buf, out=np.empty(spec.shape, dtype=dt))
+            if a.shape != spec.shape or a.dtype != dt:
+                raise BadTensor(f"tensor {spec.name!r} decoded to {a.dtype}{list(a.shape)}; "
+                                f"declared {spec.dtype}{list(spec.shape)}")
+        out[spec.name] = a
+    return out
+
+
+# -- metadata schema -----------------------------------------------------------------------
+def _short_str(v, n=256) -> bool:
+    return isinstance(v, str) and len(v) <= n
+
+
+def _uint(v, hi=2**63 - 1) -> bool:
+    return type(v) is int and 0 <= v <= hi
+
+
+def _num(v, lo=0.0, hi=1e9) -> bool:
+    return type(v) in (int, float) and lo <= v <= hi
+
+
+def _load_ok(v) -> bool:
+    return isinstance(v, dict) and len(v) <= 16 and all(
+        _short_str(k, 32) and (_num(x, -1e12, 1e12) or _short_str(x, 64)) for k, x in v.items())
+
+
+def _str_list(v, n=64) -> bool:
+    return isinstance(v, list) and len(v) <= n and all(_short_str(s) for s in v)
+
+
+_SCHEMA: Dict[str, Callable[[Any], bool]] = {
+    "id": _uint,
+    "budget_ms": lambda v: _num(v, 0.0, 3.6e6),
+    "pkg": lambda v: _short_str(v, 64),
+    "cut": lambda v: v is None or _short_str(v, 128),
+    "codec": lambda v: _short_str(v, 64),
+    "client": lambda v: _short_str(v, 64),
+    "tensors": lambda v: isinstance(v, list),  # entries checked by _tensor_meta
+    "load": _load_ok,
+    "service_ms": lambda v: _num(v, 0.0, 3.6e6),
+    "code": lambda v: _uint(v, 255),
+    "msg": lambda v: _short_str(v, 1024),
+    "reason": lambda v: _short_str(v, 64),
+    "pkgs": _str_list,
+    "codecs": _str_list,
+    "stats": _load_ok,
+}
+_REQUIRED = {
+    Kind.INFER: ("id", "budget_ms", "pkg", "tensors"),
+    Kind.RESULT: ("id", "tensors"),
+    Kind.ERROR: ("code",),
+    Kind.BUSY: ("id",),
+}
+
+
+def error_meta(code: ErrorCode, msg: str, req_id: Optional[int] = None) -> dict:
+    """Metadata of an ERROR message (message text bounded to the schema's 1024 chars)."""
+    meta = {"code": int(code), "msg": msg[:1024]}
+    if req_id is not None:
+        meta["id"] = req_id
+    return meta

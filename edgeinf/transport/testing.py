@@ -1,0 +1,111 @@
+"""Helpers for tests and benchmarks: a split test package and worker/broker subprocesses.
+
+Real processes, real sockets, every wait bounded. Not used on any request path.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional
+
+CUT_TENSOR = "add_90_out"  # a late residual Add of mobilenetv2: 1x160x7x7 float32
+
+
+def make_split_package(out_dir, model_path=None) -> Path:
+    """A mobilenetv2 package with one cut, built with ``edgeinf.split.build_package`` when it
+    exists, else by hand (batch fixed to 1, head/tail via ``onnx.utils.extract_model``)."""
+    from .. import zoo
+
+    model_path = Path(model_path or zoo.path("mobilenetv2"))
+    out_dir = Path(out_dir)
+    if (out_dir / "edgeinf.json").exists():
+        return out_dir
+    return _by_hand(model_path, out_dir)
+
+
+def _by_hand(model_path: Path, out_dir: Path) -> Path:
+    import onnx
+    from onnx import shape_inference, utils
+
+    from ..backends import load
+    from ..package import PackageWriter
+
+    m = onnx.load(str(model_path))
+    for t in list(m.graph.input) + list(m.graph.output):
+        d = t.type.tensor_type.shape.dim[0]
+        d.ClearField("dim_param")
+        d.dim_value = 1
+    m = shape_inference.infer_shapes(m)
+    tmp = out_dir.with_name(out_dir.name + ".build")
+    tmp.mkdir(parents=True, exist_ok=True)
+    full, head, tail = tmp / "model.onnx", tmp / "head.onnx", tmp / "tail.onnx"
+    onnx.save(m, str(full))
+    utils.extract_model(str(full), str(head), ["input"], [CUT_TENSOR])
+    utils.extract_model(str(full), str(tail), [CUT_TENSOR], ["logits"])
+    fm, hm = load(full), load(head)
+    w = PackageWriter(out_dir, name="mobilenetv2")
+    w.set_model("model.onnx", full, fm.inputs, fm.outputs)
+    spec = hm.outputs[0]
+    w.add_cut("c90", CUT_TENSOR, [spec], spec.nbytes(), head, tail)
+    return w.save()
+
+
+class Proc:
+    """An ``edgeinf`` subprocess whose first stdout line names its endpoint."""
+
+    def __init__(self, args: List[str], env: Optional[dict] = None, ready_timeout: float = 30.0):
+        self.args = args
+        self.proc = subprocess.Popen([sys.executable, "-m", "edgeinf", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.endpoint = self._wait_endpoint(ready_timeout)
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _wait_endpoint(self, timeout: float) -> Optional[str]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self._lines.get(timeout=max(end - time.monotonic(), 0.01))
+            except queue.Empty:
+                break
+            if line is None:
+                return None  # exited before it was ready; see returncode/stderr
+            if " on " in line and "://" in line:
+                return line.rsplit(" on ", 1)[1].split()[0]
+        raise TimeoutError(f"edgeinf {' '.join(self.args)} not ready in {timeout} s")
+
+    def signal(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stderr(self) -> str:
+        return self.proc.stderr.read() if self.proc.poll() is not None else ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+def worker(package_dir, *extra: str, bind: str = "tcp://127.0.0.1:*", env=None) -> Proc:
+    """Start ``edgeinf worker`` on a random loopback port."""
+    return Proc(["worker", "--bind", bind, "--package", str(package_dir), "--no-verify", *extra], env=env)
