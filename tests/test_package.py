@@ -66,3 +66,29 @@ def test_unknown_cut_names_choices(pkg_dir):
 def test_not_a_package(tmp_path):
     with pytest.raises(PackageError, match="not a model package"):
         open_package(tmp_path)
+
+
+def test_build_package_writes_verified_cuts(tmp_path, mobilenet_path):
+    from edgeinf.split import build_package, open_model
+
+    m = open_model(mobilenet_path)
+    at = [m.cuts[3].id, m.cuts[-1].id]
+    pkg = open_package(build_package(m, tmp_path / "split", at=at))
+    assert sorted(pkg.cuts) == sorted(at)
+    assert pkg.manifest["split"]["input_shapes"] == {"input": [1, 3, 224, 224]}
+    x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    ref = pkg.session("full")(x)["logits"]
+    for cid, cut in pkg.cuts.items():
+        assert cut.extra["verify"]["ok"] and cut.bytes == sum(t.nbytes() for t in cut.tensors)
+        mid = pkg.session("head", cid)(x)
+        assert list(mid) == [t.name for t in cut.tensors]  # head output order = manifest order
+        out = pkg.session("tail", cid).run(mid)["logits"]
+        assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_build_package_unknown_cut_names_nearest(tmp_path, mobilenet_path):
+    from edgeinf.errors import SplitError
+    from edgeinf.split import build_package
+
+    with pytest.raises(SplitError, match=r"no cut 'c003-zzzz'.*nearest: \['c003-"):
+        build_package(mobilenet_path, tmp_path / "x", at="c003-zzzz")
