@@ -19,18 +19,21 @@ def register(sub) -> None:
     p.add_argument("--allow", metavar="DIR", help="directory of allowed client public keys (*.key)")
     p.add_argument("--allow-plaintext", action="store_true", help="allow plaintext on a non-loopback bind")
     p.add_argument("--drain", type=float, default=30.0, help="seconds given to in-flight work on SIGTERM")
+    p.add_argument("--max-tensor-mb", type=float, default=256.0, help="largest tensor frame accepted (MiB)")
     p.add_argument("--no-verify", action="store_true", help="skip hashing package files at start")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..package import open_package
+    from ..transport.protocol import Limits
     from ..worker import Worker, WorkerConfig
 
     pkgs = [open_package(d, verify=not args.no_verify) for d in args.package]
     cfg = WorkerConfig(bind=args.bind, connect=args.connect, workers=args.workers, queue=args.queue,
                        threads=args.threads, curve_secret=args.curve_secret, allow_dir=args.allow,
-                       allow_plaintext=args.allow_plaintext, drain_s=args.drain)
+                       allow_plaintext=args.allow_plaintext, drain_s=args.drain,
+                       limits=Limits(max_tensor_bytes=int(args.max_tensor_mb * 2**20)))
     worker = Worker(pkgs, cfg)
     try:
         worker.initialize()

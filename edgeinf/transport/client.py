@@ -147,7 +147,7 @@ class Client:
         s = _util.socket(self.ctx, zmq.DEALER, self.limits)
         s.setsockopt(zmq.IMMEDIATE, 1)  # no queueing towards a dead peer: sends fail fast
         s.setsockopt(zmq.RECONNECT_IVL, 100)
-        s.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        s.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
         if server_key:
             apply_client_curve(s, server_key, client_key)
         mon = s.get_monitor_socket(_EVENTS)

@@ -174,7 +174,8 @@ def pack_raw(arrays: Mapping[str, np.ndarray]) -> Tuple[List[dict], List[np.ndar
         a = np.asarray(a)
         if a.dtype.name not in _DTYPES:
             raise BadTensor(f"tensor {name!r}: dtype {a.dtype} is not allowed; allowed: {', '.join(DTYPES)}")
-        a = np.ascontiguousarray(a, dtype=_DTYPES[a.dtype.name])  # no-op unless strided or big-endian
+        # no copy unless strided or big-endian (np.ascontiguousarray would turn 0-d into 1-d)
+        a = np.require(a, dtype=_DTYPES[a.dtype.name], requirements="C")
         specs.append({"name": str(name), "dtype": a.dtype.name, "shape": list(a.shape)})
         frames.append(a)
     return specs, frames

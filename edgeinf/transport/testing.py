@@ -109,3 +109,81 @@ class Proc:
 def worker(package_dir, *extra: str, bind: str = "tcp://127.0.0.1:*", env=None) -> Proc:
     """Start ``edgeinf worker`` on a random loopback port."""
     return Proc(["worker", "--bind", bind, "--package", str(package_dir), "--no-verify", *extra], env=env)
+
+
+def make_slow_package(out_dir, size: int = 768, depth: int = 30) -> Path:
+    """A package whose full model is ``depth`` chained ``size``x``size`` MatMuls (slow on
+    purpose, for backpressure and expiry tests). Input ``x`` [size, size] float32."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from ..package import PackageWriter
+    from ..types import TensorSpec
+
+    out_dir = Path(out_dir)
+    if (out_dir / "edgeinf.json").exists():
+        return out_dir
+    w = (np.eye(size, dtype=np.float32) * 0.999)
+    nodes, prev = [], "x"
+    for i in range(depth):
+        nodes.append(helper.make_node("MatMul", [prev, "w"], [f"h{i}" if i < depth - 1 else "y"]))
+        prev = f"h{i}"
+    g = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])],
+                          [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    spec = [TensorSpec("x", (size, size), np.dtype("float32"))], [TensorSpec("y", (size, size), np.dtype("float32"))]
+    pw = PackageWriter(out_dir, name="slow")
+    pw.set_model("model.onnx", model.SerializeToString(), *spec)
+    return pw.save()
+
+
+class RawClient:
+    """A bare DEALER speaking the protocol by hand: for malformed input and exact sequences."""
+
+    def __init__(self, endpoint: str, ctx=None):
+        import zmq
+
+        self.zmq = zmq
+        self.ctx = ctx or zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(endpoint)
+
+    def send(self, frames):
+        self.sock.send_multipart(list(frames), copy=False)
+
+    def send_msg(self, kind, meta, frames=()):
+        from . import protocol
+
+        self.send(protocol.encode(kind, meta, frames))
+
+    def recv(self, timeout: float = 5.0):
+        """The next decoded message, or None after ``timeout`` seconds."""
+        from . import protocol
+
+        if not self.sock.poll(int(timeout * 1000)):
+            return None
+        return protocol.decode(self.sock.recv_multipart())
+
+    def hello(self, timeout: float = 5.0) -> dict:
+        from .protocol import Kind
+
+        self.send_msg(Kind.HELLO, {})
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            msg = self.recv(end - time.monotonic())
+            if msg is not None and msg.kind == Kind.HELLO:
+                return msg.meta
+        raise TimeoutError("no HELLO reply")
+
+    def close(self):
+        self.sock.close(linger=0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
