@@ -13,14 +13,20 @@ from setuptools import setup
 VERSION = "0.1.0"
 
 machine = platform.machine().lower()
-extra_compile = ["-O3", "-fvisibility=hidden"]
+# -ffp-contract=off: no implicit FMA, so SIMD and generic paths round the same way.
+extra_compile = ["-O3", "-fvisibility=hidden", "-ffp-contract=off"]
 # NOTE: never -march=native: a wheel built here must run on any CPU of the family.
 # ISA-specific files get their own flags (see csrc/arch/) and are chosen at run time.
 sources = sorted(glob("csrc/*.cpp"))
+isa_macros = []
 if machine in ("x86_64", "amd64", "i686", "x86"):
     sources += sorted(glob("csrc/arch/x86/*.cpp"))
-elif machine in ("aarch64", "arm64", "armv7l", "armv8l"):
+    isa_macros = [("EDGEINF_HAVE_AVX2", "1"), ("EDGEINF_HAVE_SSE41", "1")]
+elif machine in ("aarch64", "arm64"):
+    # NOTE: the NEON kernels use AArch64-only intrinsics (vminnm, vcvtn); 32-bit ARM
+    # builds get the generic paths.
     sources += sorted(glob("csrc/arch/arm/*.cpp"))
+    isa_macros = [("EDGEINF_HAVE_NEON", "1")]
 
 build_flags = " ".join(extra_compile)
 ext = Pybind11Extension(
@@ -32,6 +38,7 @@ ext = Pybind11Extension(
     define_macros=[
         ("EDGEINF_VERSION_INFO", f'"{VERSION}"'),
         ("EDGEINF_BUILD_FLAGS", f'"{build_flags}"'),
+        *isa_macros,
     ],
 )
 

@@ -6,14 +6,23 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "codec.h"
+#include "confidence.h"
 #include "cpu.h"
+#include "preprocess.h"
 
 namespace py = pybind11;
 using namespace edgeinf;
 
 namespace {
+
+struct FormatError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+Isa g_best = Isa::Generic;  // chosen once at import
 
 void check_status(int status, const char* what) {
     if (status == kOk) return;
@@ -22,6 +31,17 @@ void check_status(int status, const char* what) {
     if (status == kOutOfBounds)
         throw std::out_of_range(std::string(what) + ": output buffer too small");
     throw std::runtime_error(std::string(what) + ": kernel error " + std::to_string(status));
+}
+
+Isa pick_isa(const std::string& name) {
+    if (name.empty()) return g_best;
+    std::string avail;
+    for (Isa i : {Isa::Generic, Isa::SSE41, Isa::AVX2, Isa::NEON}) {
+        if (!isa_runs(i)) continue;
+        if (name == isa_name(i)) return i;
+        avail += (avail.empty() ? "" : ", ") + std::string(isa_name(i));
+    }
+    throw std::invalid_argument("isa '" + name + "' is not available here; available: " + avail);
 }
 
 template <typename T>
@@ -61,6 +81,170 @@ py::array_t<float> dequantize_int8(py::array_t<int8_t, py::array::forcecast> q, 
     return out;
 }
 
+// ---- codec ----
+py::bytes encode(const py::array& x, int codec, bool per_channel, int axis, int dtype_tag,
+                 const std::string& isa_name_) {
+    const Isa isa = pick_isa(isa_name_);
+    const bool f16 = x.dtype().is(py::dtype("float16"));
+    if (!f16 && !x.dtype().is(py::dtype::of<float>()))
+        throw std::invalid_argument("x must be float32 or float16, got " + std::string(py::str(x.dtype())));
+    if (codec < 0 || codec > static_cast<int>(Codec::Int2) || (dtype_tag != 1 && dtype_tag != 2))
+        throw std::invalid_argument("unknown codec or dtype id");
+    const Codec c = static_cast<Codec>(codec);
+    if (f16 != (dtype_tag == 2 && (c == Codec::Raw || c == Codec::F16)))
+        throw std::invalid_argument("x dtype does not match the codec (float16 only for raw/fp16 of float16)");
+    const void* src = c_contig_ptr<uint8_t>(x, "x");
+    if (x.ndim() > kMaxNdim) throw std::invalid_argument("x has more than 8 dims");
+    uint64_t dims[kMaxNdim];
+    for (int i = 0; i < x.ndim(); ++i) dims[i] = static_cast<uint64_t>(x.shape(i));
+    if (per_channel && (axis < 0 || axis >= x.ndim())) throw std::invalid_argument("axis out of range");
+    const DType dt = static_cast<DType>(dtype_tag);
+    const size_t n = encoded_len(c, dt, per_channel, static_cast<int>(x.ndim()), dims, axis);
+    std::vector<float> scratch(per_channel ? 2 * dims[axis] : 2);
+    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(n));
+    if (!obj) throw py::error_already_set();
+    py::bytes out = py::reinterpret_steal<py::bytes>(obj);
+    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    int st;
+    {
+        py::gil_scoped_release nogil;
+        st = encode_tensor(isa, src, dt, c, per_channel, static_cast<int>(x.ndim()), dims, axis, dst, n, scratch.data());
+    }
+    check_status(st, "encode");
+    return out;
+}
+
+struct View {
+    const uint8_t* ptr;
+    size_t len;
+};
+
+View byte_view(const py::buffer_info& info, const char* name) {
+    if (info.ndim > 1 || (info.ndim == 1 && info.strides[0] != info.itemsize))
+        throw std::invalid_argument(std::string(name) + " must be a contiguous bytes-like object");
+    return {static_cast<const uint8_t*>(info.ptr), static_cast<size_t>(info.size * info.itemsize)};
+}
+
+TensorHeader parse(const View& v, uint64_t max_elements, uint32_t max_ndim, uint64_t max_bytes) {
+    TensorHeader h{};
+    char err[256] = {0};
+    const CodecLimits lim{max_elements, max_ndim, max_bytes};
+    if (parse_header(v.ptr, v.len, lim, &h, err, sizeof err) != kOk) throw FormatError(err);
+    return h;
+}
+
+py::tuple header_info(const py::buffer& buf, uint64_t max_elements, uint32_t max_ndim,
+                      uint64_t max_bytes) {
+    const py::buffer_info info = buf.request();
+    const TensorHeader h = parse(byte_view(info, "buf"), max_elements, max_ndim, max_bytes);
+    py::tuple shape(h.ndim);
+    for (int i = 0; i < h.ndim; ++i) shape[i] = py::int_(h.dims[i]);
+    return py::make_tuple(static_cast<int>(h.codec), h.stage, static_cast<int>(h.dtype), shape,
+                          h.header_len, h.raw_len, h.per_channel, h.axis);
+}
+
+py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_elements,
+                 uint32_t max_ndim, uint64_t max_bytes, const py::object& payload_obj,
+                 const std::string& isa_name_) {
+    const Isa isa = pick_isa(isa_name_);
+    const py::buffer_info info = buf.request();
+    const View v = byte_view(info, "buf");
+    const TensorHeader h = parse(v, max_elements, max_ndim, max_bytes);
+    View payload{v.ptr + h.header_len, v.len - h.header_len};
+    py::buffer_info pinfo;
+    if (!payload_obj.is_none()) {
+        pinfo = payload_obj.cast<py::buffer>().request();
+        payload = byte_view(pinfo, "payload");
+    } else if (h.stage != 0) {
+        throw FormatError("buffer has a lossless stage; decompress the payload first");
+    }
+    if (payload.len != h.raw_len)
+        throw FormatError("payload holds " + std::to_string(payload.len) + " bytes, header says " + std::to_string(h.raw_len));
+    const bool f16 = h.codec == Codec::Raw && h.dtype == DType::F16;
+    const py::dtype want = f16 ? py::dtype("float16") : py::dtype::of<float>();
+    py::array out;
+    if (out_obj.is_none()) {
+        std::vector<py::ssize_t> shape(h.dims, h.dims + h.ndim);
+        out = py::array(want, shape);
+    } else {
+        out = out_obj.cast<py::array>();
+        if (!out.dtype().is(want)) throw std::invalid_argument("out must have dtype " + std::string(py::str(want)));
+        if (!(out.flags() & py::array::c_style) || !out.writeable())
+            throw std::invalid_argument("out must be a writeable C-contiguous array");
+        if (static_cast<uint64_t>(out.size()) != h.numel)
+            throw std::invalid_argument("out has " + std::to_string(out.size()) + " elements, the tensor " + std::to_string(h.numel));
+    }
+    void* dst = out.mutable_data();
+    const size_t out_len = static_cast<size_t>(out.nbytes());
+    int st;
+    {
+        py::gil_scoped_release nogil;
+        st = decode_payload(isa, h, payload.ptr, payload.len, dst, out_len);
+    }
+    check_status(st, "decode");
+    return out;
+}
+
+// ---- preprocess ----
+void preprocess_py(const py::array& img, py::array& out, py::tuple roi, bool nchw, bool swap_rb,
+                   std::vector<float> scale, std::vector<float> bias, std::vector<float> pad,
+                   const std::string& isa_name_) {
+    const Isa isa = pick_isa(isa_name_);
+    if (!img.dtype().is(py::dtype::of<uint8_t>()) || img.ndim() != 3 || img.shape(2) != 3)
+        throw std::invalid_argument("img must be a uint8 array of shape (H, W, 3)");
+    if (img.strides(2) != 1 || img.strides(1) != 3 || img.strides(0) < 3 * img.shape(1))
+        throw std::invalid_argument("img pixels must be packed (strides (>=3W, 3, 1)); rows may be strided");
+    if (scale.size() != 3 || bias.size() != 3 || pad.size() != 3 || roi.size() != 4)
+        throw std::invalid_argument("scale, bias and pad need 3 values, roi 4");
+    OutType ot;
+    if (out.dtype().is(py::dtype::of<float>())) ot = OutType::F32;
+    else if (out.dtype().is(py::dtype::of<uint8_t>())) ot = OutType::U8;
+    else if (out.dtype().is(py::dtype::of<int8_t>())) ot = OutType::I8;
+    else throw std::invalid_argument("out dtype must be float32, uint8 or int8");
+    if (!(out.flags() & py::array::c_style) || !out.writeable() || out.ndim() != 4 || out.shape(0) != 1)
+        throw std::invalid_argument("out must be a writeable C-contiguous (1, C, H, W) or (1, H, W, C) array");
+    PreprocessArgs a{};
+    a.src = static_cast<const uint8_t*>(img.data());
+    a.src_h = static_cast<int>(img.shape(0)), a.src_w = static_cast<int>(img.shape(1));
+    a.src_stride = static_cast<size_t>(img.strides(0));
+    a.nchw = nchw;
+    a.out_h = static_cast<int>(out.shape(nchw ? 2 : 1)), a.out_w = static_cast<int>(out.shape(nchw ? 3 : 2));
+    if (out.shape(nchw ? 1 : 3) != 3) throw std::invalid_argument("out must have 3 channels");
+    a.roi_y = roi[0].cast<int>(), a.roi_x = roi[1].cast<int>();
+    a.roi_h = roi[2].cast<int>(), a.roi_w = roi[3].cast<int>();
+    a.out_type = ot, a.swap_rb = swap_rb;
+    for (int c = 0; c < 3; ++c) a.scale[c] = scale[c], a.bias[c] = bias[c], a.pad[c] = pad[c];
+    std::vector<uint8_t> ws(preprocess_workspace_bytes(a));
+    void* dst = out.mutable_data();
+    int st;
+    {
+        py::gil_scoped_release nogil;
+        st = preprocess(isa, a, dst, ws.data(), ws.size());
+    }
+    if (st != 0) throw std::invalid_argument("preprocess: roi outside the output or empty image");
+}
+
+// ---- confidence ----
+py::tuple confidence_py(const py::array& logits, const std::string& isa_name_) {
+    const Isa isa = pick_isa(isa_name_);
+    if (!logits.dtype().is(py::dtype::of<float>()) || logits.ndim() != 2)
+        throw std::invalid_argument("logits must be a float32 array of shape (N, C)");
+    const size_t rows = static_cast<size_t>(logits.shape(0)), cols = static_cast<size_t>(logits.shape(1));
+    if (cols == 0) throw std::invalid_argument("logits need at least one class");
+    if (logits.strides(1) != 4 || logits.strides(0) < 0 || logits.strides(0) % 4 ||
+        (rows > 1 && static_cast<size_t>(logits.strides(0)) < 4 * cols))
+        throw std::invalid_argument("logits rows must be contiguous (row stride may differ)");
+    const size_t stride = rows > 1 ? static_cast<size_t>(logits.strides(0)) / 4 : cols;
+    py::array_t<float> p(rows), m(rows), e(rows);
+    const float* src = static_cast<const float*>(logits.data());
+    float *pp = p.mutable_data(), *mp = m.mutable_data(), *ep = e.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        confidence(isa, src, rows, cols, stride, pp, mp, ep);
+    }
+    return py::make_tuple(p, m, e);
+}
+
 py::dict build_info() {
     py::dict d;
     d["version"] = EDGEINF_VERSION_INFO;
@@ -75,17 +259,36 @@ py::dict build_info() {
     Isa isa = best_isa();
     d["isa"] = isa_name(isa);
     d["simd_width_bits"] = simd_width_bits(isa);
+    py::list runs;
+    for (Isa i : {Isa::Generic, Isa::SSE41, Isa::AVX2, Isa::NEON})
+        if (isa_runs(i)) runs.append(isa_name(i));
+    d["isas"] = runs;
     return d;
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_kernels, m) {
+    g_best = best_isa();
     m.doc() = "edgeinf native kernels (see csrc/)";
     m.attr("__version__") = EDGEINF_VERSION_INFO;
+    py::register_exception<FormatError>(m, "FormatError", PyExc_ValueError);
     m.def("build_info", &build_info, "Compiler, flags and the ISA path chosen at run time.");
     m.def("quantize_int8", &quantize_int8, py::arg("x"), py::arg("scale"), py::arg("zero_point") = 0,
           "Affine int8 quantization: clamp(round(x / scale) + zero_point, -128, 127).");
     m.def("dequantize_int8", &dequantize_int8, py::arg("q"), py::arg("scale"), py::arg("zero_point") = 0,
           "Inverse of quantize_int8: (q - zero_point) * scale.");
+    m.def("encode", &encode, py::arg("x"), py::arg("codec"), py::arg("per_channel"), py::arg("axis"),
+          py::arg("dtype"), py::arg("isa") = "", "Encoded tensor (header + payload) as bytes.");
+    m.def("header_info", &header_info, py::arg("buf"), py::arg("max_elements"), py::arg("max_ndim"),
+          py::arg("max_bytes"),
+          "(codec, stage, dtype, shape, header_len, raw_len, per_channel, axis); raises FormatError.");
+    m.def("decode", &decode, py::arg("buf"), py::arg("out"), py::arg("max_elements"),
+          py::arg("max_ndim"), py::arg("max_bytes"), py::arg("payload") = py::none(),
+          py::arg("isa") = "", "Decode an encoded tensor; raises FormatError on a bad buffer.");
+    m.def("preprocess", &preprocess_py, py::arg("img"), py::arg("out"), py::arg("roi"),
+          py::arg("nchw"), py::arg("swap_rb"), py::arg("scale"), py::arg("bias"), py::arg("pad"),
+          py::arg("isa") = "", "Fused resize + normalize + layout into out.");
+    m.def("confidence", &confidence_py, py::arg("logits"), py::arg("isa") = "",
+          "(max_prob, margin, entropy) per row of float32 logits.");
 }

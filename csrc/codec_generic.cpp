@@ -1,6 +1,9 @@
+// Portable codec primitives (and the legacy int8 pair). The SIMD tables in arch/ must
+// agree with these bit for bit; csrc/tests/test_kernels.cpp checks it.
 #include <cmath>
 
 #include "codec.h"
+#include "half.h"
 
 namespace edgeinf {
 
@@ -28,5 +31,51 @@ int dequantize_int8_generic(const int8_t* q, size_t n, float scale, int32_t zero
     for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(q[i] - zero_point) * scale;
     return kOk;
 }
+
+namespace {
+
+void minmax_generic(const float* x, size_t n, float* lo, float* hi) {
+    float a = *lo, b = *hi;
+    for (size_t i = 0; i < n; ++i) {
+        // NOTE: written so NaN compares false and is skipped, like SIMD min/max(x, acc).
+        a = x[i] < a ? x[i] : a;
+        b = x[i] > b ? x[i] : b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+void quantize_generic(const float* x, size_t n, float inv_scale, float lo, float hi, int32_t zp,
+                      uint8_t* codes) {
+    for (size_t i = 0; i < n; ++i) {
+        float v = x[i] * inv_scale;
+        v = v > lo ? v : lo;  // NaN -> lo, as maxps(v, lo) does
+        v = v < hi ? v : hi;
+        codes[i] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)) + zp);
+    }
+}
+
+void dequantize_generic(const uint8_t* codes, size_t n, int32_t zp, float scale, float* out) {
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(codes[i] - zp) * scale;
+}
+
+void f32_to_f16_generic(const float* x, size_t n, uint8_t* out) {
+    for (size_t i = 0; i < n; ++i) store_u16(out + 2 * i, f32_to_f16_scalar(x[i]));
+}
+void f16_to_f32_generic(const uint8_t* in, size_t n, float* out) {
+    for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32_scalar(load_u16(in + 2 * i));
+}
+void f32_to_bf16_generic(const float* x, size_t n, uint8_t* out) {
+    for (size_t i = 0; i < n; ++i) store_u16(out + 2 * i, f32_to_bf16_scalar(x[i]));
+}
+void bf16_to_f32_generic(const uint8_t* in, size_t n, float* out) {
+    for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32_scalar(load_u16(in + 2 * i));
+}
+
+}  // namespace
+
+const CodecOps kCodecGeneric = {minmax_generic,     quantize_generic,   dequantize_generic,
+                                f32_to_f16_generic, f16_to_f32_generic, f32_to_bf16_generic,
+                                bf16_to_f32_generic};
 
 }  // namespace edgeinf

@@ -23,11 +23,24 @@ Isa best_isa() {
     if (__builtin_cpu_supports("sse4.1")) return Isa::SSE41;
 #endif
     return Isa::Generic;
-#elif defined(__aarch64__) || defined(__ARM_NEON)
-    // NEON is mandatory on AArch64; on 32-bit ARM we only use it when compiled in.
+#elif defined(EDGEINF_HAVE_NEON)
+    // NEON is mandatory on AArch64, where its kernels are compiled in.
     return Isa::NEON;
 #else
     return Isa::Generic;
+#endif
+}
+
+bool isa_runs(Isa isa) {
+    if (isa == Isa::Generic) return true;
+    if (!isa_compiled(isa)) return false;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (isa == Isa::AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (isa == Isa::SSE41) return __builtin_cpu_supports("sse4.1");
+    return false;
+#else
+    return isa == Isa::NEON;
 #endif
 }
 

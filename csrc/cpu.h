@@ -10,5 +10,9 @@ Isa best_isa();
 const char* isa_name(Isa isa);
 // SIMD register width of that path, in bits (128 for SSE/NEON, 256 for AVX2, 0 generic).
 int simd_width_bits(Isa isa);
+// Whether this build holds kernels for isa (the generic path always).
+bool isa_compiled(Isa isa);
+// Whether the running CPU can execute isa's kernels (ignores EDGEINF_FORCE_GENERIC).
+bool isa_runs(Isa isa);
 
 }  // namespace edgeinf

@@ -1,0 +1,29 @@
+// Exit-confidence kernels: per row of N x C logits, the max softmax probability, the
+// top-1 minus top-2 probability margin and the entropy (nats), numerically stable.
+// Logits are sanitized first: +inf -> FLT_MAX, -inf and NaN -> -FLT_MAX, so a row of all
+// -inf is uniform and a single +inf takes all the mass. Plain functions, no allocation.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "cpu.h"
+
+namespace edgeinf {
+
+// Logit differences below this are clamped: exp(-87) is still a normal float.
+constexpr float kMinLogitDiff = -87.0f;
+
+struct ConfidenceOps {
+    // Largest and second largest (duplicates count) sanitized logits of a row.
+    void (*top2)(const float* z, size_t n, float* m1, float* m2);
+    // s = sum(exp(d)), sd = sum(exp(d) * d) with d = max(sanitize(z) - m, kMinLogitDiff).
+    void (*expsum)(const float* z, size_t n, float m, float* s, float* sd);
+};
+extern const ConfidenceOps kConfidenceGeneric;
+const ConfidenceOps& confidence_ops(Isa isa);
+
+// logits: rows x cols float32, row_stride elements between rows. Outputs: rows floats each.
+int confidence(Isa isa, const float* logits, size_t rows, size_t cols, size_t row_stride,
+               float* max_prob, float* margin, float* entropy);
+
+}  // namespace edgeinf

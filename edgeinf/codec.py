@@ -1,0 +1,348 @@
+"""Tensor codec: float32/float16 tensors to self-describing bytes and back.
+
+Codec names are ``BASE[-pc][+STAGE]``:
+
+- ``BASE``: ``raw`` (lossless), ``fp16``, ``bf16`` (round to nearest even), ``int8``,
+  ``int4``, ``int2`` (affine quantization, bit-packed);
+- ``-pc``: per-channel scales and zero points (int codecs only) along ``axis``
+  (default 1 for ndim >= 2, i.e. C of NCHW; pass ``axis=-1`` for NHWC);
+- ``+lz4`` / ``+zstd``: a lossless stage on the packed payload.
+
+The buffer carries everything the decoder needs. Layout (little-endian; ``csrc/codec.h``
+and ``docs/codec.md`` have the same table)::
+
+    off  size  field
+      0     4  magic b"EITC"
+      4     1  version (1)
+      5     1  codec id: 0 raw, 1 fp16, 2 bf16, 3 int8, 4 int4, 5 int2
+      6     1  flags: bit 0 per-channel, bits 1-2 stage (0 none, 1 lz4, 2 zstd)
+      7     1  dtype of the original tensor: 1 float32, 2 float16
+      8     1  ndim (0..8)
+      9     1  per-channel axis, 0xFF for per-tensor
+     10     2  reserved, 0
+     12     4  nparams (uint32): 0, 1, or shape[axis]
+     16     8  raw_len (uint64): payload bytes before the lossless stage
+     24     8  stored_len (uint64): payload bytes that follow the header
+     32  8*nd  dims (uint64)
+      .  4*np  scales (float32), then np zero points (uint8), then 0-padding to 8 bytes
+      .     .  payload (stored_len bytes; nothing may follow)
+
+Quantization: ``q = clamp(rint(x / scale), -zp, qmax - zp) + zp`` with
+``scale = (max(hi, 0) - min(lo, 0)) / qmax`` so 0 is exact; ``x' = (q - zp) * scale``.
+NaN encodes as code 0; ranges under 1e-30 decode as zeros.
+
+Decoding treats the buffer as hostile: the C++ parser checks every field against the
+buffer length and :class:`Limits` before anything is allocated, and every failure raises
+:class:`~edgeinf.errors.CodecError`.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from ._native import kernels
+from .errors import CodecError, nearest
+
+__all__ = ["CODECS", "Limits", "Spec", "decode", "encode", "header_info", "names", "parse"]
+
+BASES = {"raw": 0, "fp16": 1, "bf16": 2, "int8": 3, "int4": 4, "int2": 5}
+BITS = {"raw": 32, "fp16": 16, "bf16": 16, "int8": 8, "int4": 4, "int2": 2}
+STAGES = {"": 0, "lz4": 1, "zstd": 2}
+DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float16): 2}
+MAGIC, VERSION, FIXED = b"EITC", 1, struct.Struct("<4sBBBBBBHIQQ")
+
+
+def _all_names() -> List[str]:
+    out = []
+    for base in BASES:
+        for pc in (["", "-pc"] if base.startswith("int") else [""]):
+            out += [base + pc + (f"+{s}" if s else "") for s in STAGES]
+    return out
+
+
+#: Every valid codec name.
+CODECS: List[str] = _all_names()
+
+
+def names() -> List[str]:
+    """The valid codec names (a copy of :data:`CODECS`)."""
+    return list(CODECS)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed codec name."""
+
+    base: str
+    per_channel: bool = False
+    stage: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.base + ("-pc" if self.per_channel else "") + (f"+{self.stage}" if self.stage else "")
+
+    @property
+    def bits(self) -> int:
+        return BITS[self.base]
+
+
+def parse(name: str) -> Spec:
+    """Validate a codec name; raise :class:`CodecError` listing the valid ones."""
+    if not isinstance(name, str) or name not in CODECS:
+        raise CodecError(f"unknown codec {name!r}; did you mean {nearest(str(name), CODECS)}? "
+                         f"Valid: {', '.join(CODECS)}")
+    rest, _, stage = name.partition("+")
+    base, _, pc = rest.partition("-")
+    return Spec(base, pc == "pc", stage)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a decoder accepts from a buffer (checked before any allocation)."""
+
+    max_elements: int = 1 << 28
+    max_ndim: int = 8
+    max_bytes: int = 1 << 30  # payload bytes after the lossless stage is undone
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class Header(NamedTuple):
+    codec: str
+    stage: str
+    dtype: np.dtype
+    shape: Tuple[int, ...]
+    header_len: int
+    raw_len: int
+    per_channel: bool
+    axis: Optional[int]
+
+
+def _channel_axis(x: np.ndarray, spec: Spec, axis: Optional[int]) -> int:
+    if not spec.per_channel:
+        return -1  # NOTE: axis is ignored by per-tensor codecs, so callers can always pass it
+    if x.ndim == 0:
+        raise CodecError(f"codec {spec.name!r} needs a tensor with at least one dim")
+    ax = (1 if x.ndim >= 2 else 0) if axis is None else axis
+    if not -x.ndim <= ax < x.ndim:
+        raise CodecError(f"axis {axis} out of range for a tensor of shape {x.shape}")
+    return ax % x.ndim
+
+
+def _prepare(x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype not in DTYPES:
+        raise CodecError(f"x must be float32 or float16, got {x.dtype}")
+    if x.ndim > 8:
+        raise CodecError(f"x has {x.ndim} dims; the format holds at most 8")
+    return x
+
+
+def encode(x: np.ndarray, codec: str = "raw", axis: Optional[int] = None) -> bytes:
+    """Encode a float32 or float16 array into a self-describing ``bytes`` object.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        float32 or float16, any shape up to 8 dims; a non-contiguous array is copied.
+    codec : str
+        One of :data:`CODECS`, e.g. ``"int8"``, ``"int4-pc+zstd"``.
+    axis : int, optional
+        Channel axis for ``-pc`` codecs (default 1 for ndim >= 2, else 0); ignored by others.
+    """
+    spec, x = parse(codec), _prepare(x)
+    ax = _channel_axis(x, spec, axis)
+    dtype_id = DTYPES[x.dtype]
+    if x.dtype == np.float16 and spec.base not in ("raw", "fp16"):
+        x = x.astype(np.float32)  # quantize in float32; the header still says float16
+    buf = kernels.encode(np.require(x, requirements="C"), BASES[spec.base], spec.per_channel, ax, dtype_id)
+    return _compress(buf, spec.stage) if spec.stage else buf
+
+
+def _compress(buf: bytes, stage: str) -> bytes:
+    hl = header_info(buf).header_len
+    payload = memoryview(buf)[hl:]
+    if stage == "lz4":
+        import lz4.block
+
+        comp = lz4.block.compress(payload, store_size=False)
+    else:
+        import zstandard
+
+        comp = zstandard.ZstdCompressor(level=3).compress(payload)
+    head = bytearray(buf[:hl])
+    head[6] |= STAGES[stage] << 1
+    struct.pack_into("<Q", head, 24, len(comp))
+    return bytes(head) + comp
+
+
+def header_info(buf, limits: Optional[Limits] = None) -> Header:
+    """Parse and validate only the header of an encoded buffer."""
+    lim = limits or DEFAULT_LIMITS
+    try:
+        c, st, dt, shape, hl, raw, pc, ax = kernels.header_info(buf, lim.max_elements, lim.max_ndim, lim.max_bytes)
+    except (kernels.FormatError, ValueError, TypeError, BufferError) as e:
+        raise CodecError(f"bad encoded tensor: {e}") from e
+    return Header(list(BASES)[c], list(STAGES)[st], np.dtype(np.float32 if dt == 1 else np.float16),
+                  tuple(shape), hl, raw, pc, ax if pc else None)
+
+
+def _decompress(buf, h: Header) -> bytes:
+    comp = memoryview(buf)[h.header_len:]
+    try:
+        if h.stage == "lz4":
+            import lz4.block
+
+            out = lz4.block.decompress(comp, uncompressed_size=h.raw_len) if h.raw_len else b""
+        else:
+            import zstandard
+
+            # NOTE: a frame may claim any content size; refuse before zstd allocates it
+            if zstandard.frame_content_size(comp) != h.raw_len:
+                raise CodecError(f"zstd frame size does not match raw_len {h.raw_len}")
+            out = zstandard.ZstdDecompressor().decompress(comp, max_output_size=h.raw_len)
+    except CodecError:
+        raise
+    except Exception as e:  # lz4/zstd raise their own error types for corrupt data
+        raise CodecError(f"corrupt {h.stage} payload: {e}") from e
+    if len(out) != h.raw_len:
+        raise CodecError(f"{h.stage} payload decompressed to {len(out)} bytes, expected {h.raw_len}")
+    return out
+
+
+def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = None) -> np.ndarray:
+    """Decode a buffer from :func:`encode` (any bytes-like object).
+
+    Parameters
+    ----------
+    buf : bytes, bytearray, memoryview or uint8 array
+        The encoded tensor; treated as untrusted.
+    out : np.ndarray, optional
+        Writeable C-contiguous array of the encoded shape and dtype to decode into
+        (no extra copy, except float16 tensors of non-raw codecs, decoded via float32).
+    limits : Limits, optional
+        Bounds on elements, dims and payload bytes (default :class:`Limits`).
+    """
+    lim = limits or DEFAULT_LIMITS
+    h = header_info(buf, lim)
+    if out is not None and (not isinstance(out, np.ndarray) or out.shape != h.shape or out.dtype != h.dtype):
+        got = (getattr(out, "shape", None), getattr(out, "dtype", type(out).__name__))
+        raise CodecError(f"out must be an array of shape {h.shape} and dtype {h.dtype}, got {got}")
+    payload = _decompress(buf, h) if h.stage else None
+    via_f32 = h.dtype == np.float16 and h.codec != "raw"
+    target = None if via_f32 else out
+    try:
+        res = kernels.decode(buf, target, lim.max_elements, lim.max_ndim, lim.max_bytes, payload)
+    except kernels.FormatError as e:
+        raise CodecError(f"bad encoded tensor: {e}") from e
+    if via_f32:
+        if out is None:
+            return res.astype(np.float16)
+        np.copyto(out, res, casting="same_kind")
+        return out
+    return res
+
+
+# ---- numpy reference (tests and benchmarks compare the kernels with it) ----------------
+
+def _ref_params(x: np.ndarray, bits: int):
+    qmax, big = (1 << bits) - 1, np.float32(np.finfo(np.float32).max)
+    lo = np.fmin.reduce(x, axis=-1) if x.size else np.full(x.shape[:-1], np.inf, np.float32)
+    hi = np.fmax.reduce(x, axis=-1) if x.size else np.full(x.shape[:-1], -np.inf, np.float32)
+    lo = np.where(lo < 0, np.maximum(lo, -big), 0).astype(np.float32)
+    hi = np.where(hi > 0, np.minimum(hi, big), 0).astype(np.float32)
+    scale = ((hi.astype(np.float64) - lo) / qmax).astype(np.float32)
+    scale = np.where(scale >= np.float32(1e-30), scale, np.float32(1)).astype(np.float32)
+    zp = np.clip(np.rint(-lo.astype(np.float64) / scale), 0, qmax).astype(np.int32)
+    return scale, zp
+
+
+def _ref_quantize(x: np.ndarray, bits: int):
+    """x: (channels, n) float32 -> codes (channels, n) uint8, scales, zero points."""
+    scale, zp = _ref_params(x, bits)
+    inv = (np.float32(1) / scale)[:, None]
+    v = x * inv
+    lo, hi = (-zp).astype(np.float32)[:, None], ((1 << bits) - 1 - zp).astype(np.float32)[:, None]
+    v = np.where(v > lo, v, lo)
+    v = np.where(v < hi, v, hi)
+    return (np.rint(v).astype(np.int32) + zp[:, None]).astype(np.uint8), scale, zp
+
+
+def _ref_pack(codes: np.ndarray, bits: int) -> bytes:
+    if bits == 8:
+        return codes.tobytes()
+    per = 8 // bits
+    c = np.zeros(-(-codes.size // per) * per, np.uint8)
+    c[: codes.size] = codes
+    c = c.reshape(-1, per)
+    return sum(c[:, k] << (k * bits) for k in range(per)).astype(np.uint8).tobytes()
+
+
+def _ref_unpack(payload: bytes, n: int, bits: int) -> np.ndarray:
+    b = np.frombuffer(payload, np.uint8)
+    if bits == 8:
+        return b[:n]
+    per, mask = 8 // bits, (1 << bits) - 1
+    return np.stack([(b >> (k * bits)) & mask for k in range(per)], axis=1).reshape(-1)[:n]
+
+
+def reference_encode(x: np.ndarray, codec: str = "raw", axis: Optional[int] = None) -> bytes:
+    """Pure-numpy encoder producing the same bytes as :func:`encode` (no lossless stage)."""
+    spec, x = parse(codec), _prepare(x)
+    if spec.stage:
+        raise CodecError("the reference encoder has no lossless stage")
+    ax, dt = _channel_axis(x, spec, axis), DTYPES[x.dtype]
+    base = "raw" if (spec.base == "fp16" and x.dtype == np.float16) else spec.base
+    xf = x if base == "raw" else x.astype(np.float32)
+    np_, scales, zps = 0, b"", b""
+    if base in ("raw", "fp16"):
+        payload = xf.astype(np.float16 if base == "fp16" else x.dtype).tobytes()
+    elif base == "bf16":
+        u = xf.reshape(-1).view(np.uint32).astype(np.uint64)
+        r = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+        r = np.where((u & 0x7FFFFFFF) > 0x7F800000, (u >> 16) | 0x40, r)
+        payload = r.astype(np.uint16).tobytes()
+    else:
+        bits = spec.bits
+        nch = xf.shape[ax] if spec.per_channel else 1
+        chans = np.moveaxis(xf, ax, 0).reshape(nch, xf.size // max(nch, 1)) if spec.per_channel else xf.reshape(1, -1)
+        codes, s, z = _ref_quantize(chans, bits)
+        codes = np.moveaxis(codes.reshape(np.moveaxis(xf, ax, 0).shape), 0, ax) if spec.per_channel else codes
+        payload, np_ = _ref_pack(np.ascontiguousarray(codes).reshape(-1), bits), len(s)
+        scales, zps = s.astype("<f4").tobytes(), z.astype(np.uint8).tobytes()
+    head = FIXED.pack(MAGIC, VERSION, BASES[base], int(spec.per_channel), dt, x.ndim,
+                      ax if spec.per_channel else 0xFF, 0, np_, len(payload), len(payload))
+    head += struct.pack(f"<{x.ndim}Q", *x.shape) + scales + zps
+    return head + b"\0" * (-len(head) % 8) + payload
+
+
+def reference_decode(buf: bytes) -> np.ndarray:
+    """Pure-numpy decoder of trusted buffers without a lossless stage."""
+    magic, ver, c, flags, dt, nd, ax, _, np_, raw, _ = FIXED.unpack_from(buf)
+    shape = struct.unpack_from(f"<{nd}Q", buf, FIXED.size)
+    off = FIXED.size + 8 * nd
+    scale = np.frombuffer(buf, "<f4", np_, off)
+    zp = np.frombuffer(buf, np.uint8, np_, off + 4 * np_).astype(np.int32)
+    hl = -(-(off + 5 * np_) // 8) * 8
+    base, dtype = list(BASES)[c], np.float32 if dt == 1 else np.float16
+    payload, n = bytes(buf[hl:hl + raw]), int(np.prod(shape, dtype=np.int64))
+    if base == "raw":
+        return np.frombuffer(payload, dtype, n).reshape(shape).copy()
+    if base == "fp16":
+        x = np.frombuffer(payload, np.float16, n).astype(np.float32)
+    elif base == "bf16":
+        x = (np.frombuffer(payload, np.uint16, n).astype(np.uint32) << 16).view(np.float32)
+    else:
+        q = _ref_unpack(payload, n, BITS[base]).astype(np.int32)
+        if flags & 1:
+            moved = (shape[ax],) + shape[:ax] + shape[ax + 1:]
+            q = np.moveaxis(q.reshape(shape), ax, 0).reshape(shape[ax], n // max(shape[ax], 1))
+            x = ((q - zp[:, None]).astype(np.float32) * scale[:, None]).reshape(moved)
+            x = np.moveaxis(x, 0, ax)
+        else:
+            x = (q - zp[0]).astype(np.float32) * scale[0]
+    return np.array(x.reshape(shape), dtype=dtype, order="C")
