@@ -94,6 +94,10 @@ class Worker:
             raise ConfigError("CURVE needs both --curve-secret (server key) and --allow (client keys dir)")
         if cfg.connect is None:
             _util.check_plaintext(cfg.bind, curve, cfg.allow_plaintext)
+        elif curve:
+            raise ConfigError("behind a broker, CURVE is configured on the broker's frontend, not on workers")
+        else:
+            _util.check_plaintext(cfg.connect, False, cfg.allow_plaintext)
         for pkg in self.packages.values():  # sessions are created once, here
             self._graphs[(pkg.hash, None)] = self._graph(pkg.session("full", threads=cfg.threads))
             for cut_id in pkg.cuts:

@@ -64,6 +64,7 @@ class Proc:
         self.proc = subprocess.Popen([sys.executable, "-m", "edgeinf", *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self.seen: List[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
         self.endpoint = self._wait_endpoint(ready_timeout)
 
@@ -81,6 +82,7 @@ class Proc:
                 break
             if line is None:
                 return None  # exited before it was ready; see returncode/stderr
+            self.seen.append(line)
             if " on " in line and "://" in line:
                 return line.rsplit(" on ", 1)[1].split()[0]
         raise TimeoutError(f"edgeinf {' '.join(self.args)} not ready in {timeout} s")
@@ -104,6 +106,13 @@ class Proc:
 
     def __exit__(self, *exc):
         self.kill()
+
+
+def broker(*extra: str, frontend: str = "tcp://127.0.0.1:*", backend: str = "tcp://127.0.0.1:*") -> Proc:
+    """Start ``edgeinf broker``; ``.endpoint`` is the clients' side, ``.backend`` the workers'."""
+    p = Proc(["broker", "--frontend", frontend, "--backend", backend, *extra])
+    p.backend = next((ln.rsplit(" to ", 1)[1].strip() for ln in p.seen if "workers connect to" in ln), None)
+    return p
 
 
 def worker(package_dir, *extra: str, bind: str = "tcp://127.0.0.1:*", env=None) -> Proc:
