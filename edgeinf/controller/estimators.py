@@ -62,8 +62,10 @@ class LinkEstimate:
         ``z`` = 0 gives the expectation of a lognormal 1/bw (mean latency)."""
         if not self.up:
             return math.inf
+        # NOTE: the lognormal mean exp(s^2/2) explodes for a stale estimate; cap s there so a
+        # stale link is "uncertain", not "hopeless" (exploration and probes handle staleness)
         s = self.log_bw_std
-        inv_bw = math.exp(-self.log_bw + (z * s if z else 0.5 * s * s))
+        inv_bw = math.exp(-self.log_bw + (z * s if z else 0.5 * min(s, 1.0) ** 2))
         return self.rtt_ms + nbytes * 8 * inv_bw * 1000.0
 
 

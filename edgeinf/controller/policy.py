@@ -133,7 +133,9 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
     if not chosen.plan.remote and (not link.up or link.confidence < 0.5):
         due = state.last_probe_s is None or obs.now_s - state.last_probe_s >= t.probe_interval_s
         # only worth probing if some remote plan would win were the link at its optimistic bound
-        hopeful = not link.up or any(p.plan.remote and p.latency_ms < chosen.latency_ms * 4 for p in preds)
+        hopeful = not link.up or any(
+            c.plan.remote and predict(c, obs.estimates, obs.power, z=-1.0).pessimistic_ms < chosen.latency_ms
+            for c in obs.candidates)
         probe = due and hopeful
     trial = None
     if t.explore_every and link.up and state.n % t.explore_every == t.explore_every - 1:
@@ -150,7 +152,8 @@ def _timeout(plan_pred: Prediction, preds: Tuple[Prediction, ...], obj: Objectiv
     local = min((p.latency_ms for p in preds if not p.plan.remote), default=0.0)
     if math.isfinite(obj.deadline_ms):
         # give up on the link early enough that running locally still meets the deadline
-        return max(obj.deadline_ms - local, 0.25 * obj.deadline_ms)
+        # (the runtime reserves 1.5x the local time + 5 ms for its fallback)
+        return max(obj.deadline_ms - 1.5 * local - 5.0, 1.0)
     return max(3 * plan_pred.pessimistic_ms, 1000.0)
 
 

@@ -223,14 +223,18 @@ class LinkProxy:
         if self._loop is None:
             return
 
-        def _shutdown():
+        async def _shutdown():
             self._server.close()
-            for t in self._tasks:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
                 t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._loop.stop()
 
-        self._loop.call_soon_threadsafe(_shutdown)
+        asyncio.run_coroutine_threadsafe(_shutdown(), self._loop)
         self._thread.join(5.0)
+        if not self._thread.is_alive():
+            self._loop.close()
         self._loop = None
 
     def __enter__(self):

@@ -1,0 +1,73 @@
+"""``edgeinf bench controller``: the adaptive controller vs baselines on a replayed trace.
+
+The adaptive policy runs live (real worker process, real ZeroMQ, every byte through the
+trace-driven link proxy); local, offload, best static and the oracle are replayed exactly
+from the same measured costs over the same trace segment. See docs/controller.md.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def add_arguments(p) -> None:
+    from ..controller.setup import DEFAULT_TRACE, MODELS, PACE
+
+    p.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="mahimahi uplink trace (default: the shipped one)")
+    p.add_argument("--offset", type=float, default=60.0, help="seconds into the trace to start (default 60)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds of requests (default 30)")
+    p.add_argument("--rate", type=float, default=10.0, help="requests per second (default 10)")
+    p.add_argument("--model", default="hand_landmark_full", choices=sorted(MODELS))
+    p.add_argument("--device", default="raspberry-pi-4",
+                   help=f"emulated device (known: {', '.join(sorted(PACE))}; 'native' = real speed)")
+    p.add_argument("--delay-ms", type=float, default=10.0, help="one-way link delay (default 10)")
+    p.add_argument("--deadline-ms", type=float, default=None, help="per-request deadline (default 2.5x local)")
+    p.add_argument("--objective", default="latency", choices=["latency", "accuracy", "energy"])
+    p.add_argument("--accuracy-floor", type=float, default=0.9, help="min agreement for a plan (default 0.9)")
+    p.add_argument("--outage", action="append", default=[], metavar="START:DUR",
+                   help="cut the link DUR s from START s after the stream starts (repeatable)")
+    p.add_argument("--plot", type=Path, default=None, help="PNG path (default: controller_<trace>.png in cwd)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("controller", help="adaptive controller vs local/offload/static/oracle over a link trace")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def config_from(args):
+    from ..controller.evaluate import EvalConfig
+
+    outages = []
+    for o in args.outage:
+        try:
+            s, d = (float(x) for x in o.split(":"))
+        except ValueError:
+            raise ConfigError(f"--outage must be START:DURATION in seconds, e.g. 10:5; got {o!r}") from None
+        outages.append((s, d))
+    if args.rate <= 0 or args.duration <= 0:
+        raise ConfigError(f"--rate and --duration must be > 0; got {args.rate}, {args.duration}")
+    return EvalConfig(args.trace, args.offset, args.duration, args.rate, args.model, args.device, args.delay_ms,
+                      args.deadline_ms, args.objective, args.accuracy_floor, outages)
+
+
+def run(args) -> int:
+    from ..controller import report as rep
+    from ..controller.evaluate import evaluate
+
+    cfg = config_from(args)
+    say = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    result = evaluate(cfg, say=say)
+    png = rep.plot(result, args.plot or Path(f"controller_{Path(cfg.trace).stem}.png"))
+    result["plot"] = str(png)
+    if args.json:
+        slim = {k: v for k, v in result.items() if k not in ("timeline", "oracle_timeline", "capacity")}
+        print(json.dumps(slim, indent=1, default=str))
+    else:
+        print(rep.table(result))
+        print(f"plot: {png}")
+    return 0

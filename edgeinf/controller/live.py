@@ -1,0 +1,136 @@
+"""The live loop: a fixed-rate request stream, the controller, and ``EdgeRuntime``.
+
+Requests arrive every ``1/rate`` s; the device serves them one at a time (a request that
+arrives while the previous one runs waits, and its latency counts the wait). For each:
+``Controller.decide`` picks a plan, :class:`edgeinf.runtime.EdgeRuntime` executes it
+(local fallback on failure, by the request's deadline), and what was measured goes back
+to the controller. Probes are real INFER requests of the current frame (small JPEG)
+sent in the background through the runtime's client; their answers are discarded.
+
+Workarounds, until the runtime grows them (see docs/controller.md):
+local *variants* (a smaller model) run here, paced like the runtime paces; and the
+runtime does not pace the encode step, so the difference is slept here.
+"""
+from __future__ import annotations
+
+import queue
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from ..plan import Plan
+from . import imagecodec
+from .loop import Controller, Measured
+from .replay import Served
+
+PROBE_CODEC = "jpeg50"
+
+
+@dataclass
+class Record:
+    served: Served
+    outcome: str
+    reason: str
+    predicted_ms: float
+    t_s: float  # start, seconds on the replay clock
+
+
+class LiveEdge:
+    """Executes plans for the controller; see the module docstring."""
+
+    def __init__(self, runtime, pace: float, variants: Optional[Dict[str, object]] = None):
+        self.rt, self.pace = runtime, pace
+        self.variants = variants or {}
+        self.input_name = runtime.package.inputs[0].name
+        self._probes: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._probe_inflight = False
+
+    def run(self, plan: Plan, frame: np.ndarray, deadline_s: float):
+        if plan.kind == "local" and plan.variant:
+            model = self.variants[plan.variant]
+            t = time.perf_counter()
+            out = model.run({model.inputs[0].name: frame})
+            dt = time.perf_counter() - t
+            time.sleep(dt * (self.pace - 1.0))  # EMULATED device speed, as the runtime does
+            return out, "local", Measured(plan, True, (time.perf_counter() - t) * 1e3)
+        res = self.rt.run({self.input_name: frame}, plan=plan, deadline=deadline_s)
+        tm = res.timings
+        enc = tm.get("encode", 0.0)
+        if enc and self.pace > 1.0:  # NOTE: runtime leaves encode unpaced; a Pi encodes slower
+            time.sleep(enc * (self.pace - 1.0) / 1e3)
+        device = tm.get("head", tm.get("full", 0.0)) + enc * self.pace
+        if res.outcome != "offload":
+            return res.outputs, res.outcome, Measured(plan, not plan.remote, device if not plan.remote else 0.0)
+        server = tm.get("server", 0.0)
+        load = res.load or {}
+        queue_ms = float(load.get("queue", 0)) * float(load.get("service_ms", 0.0))
+        m = Measured(plan, True, device, res.bytes_sent, max(tm.get("send_wait", 0.0) - server, 0.0), server, queue_ms)
+        return res.outputs, "offload", m
+
+    # -- probes ---------------------------------------------------------------------------
+    def probe(self, frame: np.ndarray, now: Callable[[], float], timeout_s: float = 1.0) -> None:
+        """Send the frame as a small JPEG in the background; the answer lands in :meth:`drain`."""
+        client = self.rt.client
+        if client is None or self._probe_inflight:
+            return
+        from ..transport import _util
+
+        specs, frames = _util.pack({self.input_name: frame}, PROBE_CODEC)
+        nbytes = sum(memoryview(f).nbytes for f in frames)
+        t0 = time.perf_counter()
+        self._probe_inflight = True
+        fut = client.submit(self.rt.package.hash, None, specs, frames, codec=PROBE_CODEC, timeout=timeout_s)
+
+        def done(f):
+            self._probe_inflight = False
+            reply = f.result()
+            if reply.ok:
+                server = float(reply.message.meta.get("service_ms", 0.0))
+                ms = (time.perf_counter() - t0) * 1e3 - server
+                self._probes.put((now(), reply.bytes_sent or nbytes, ms))
+            else:
+                self._probes.put((now(), nbytes, None))
+
+        fut.add_done_callback(done)
+
+    def drain(self, ctl: Controller) -> None:
+        """Feed finished probes to the controller (in the caller's thread)."""
+        while True:
+            try:
+                t, nbytes, ms = self._probes.get_nowait()
+            except queue.Empty:
+                return
+            ctl.observe_probe(t, nbytes, ms)
+
+
+def stream(edge: LiveEdge, ctl: Controller, frames: List[np.ndarray], rate: float, n: int, deadline_ms: float,
+           clock: Callable[[], float], accuracy: Callable[[Plan, str], float],
+           on_request: Optional[Callable[[Record], None]] = None) -> List[Record]:
+    """Serve ``n`` requests at ``rate``/s; times in seconds on ``clock`` (the replay clock)."""
+    imagecodec.install()
+    start = clock()
+    out: List[Record] = []
+    for i in range(n):
+        arrival = start + i / rate
+        while clock() < arrival:
+            time.sleep(min(arrival - clock(), 0.002))
+        t = clock()
+        edge.drain(ctl)
+        d = ctl.decide(t)
+        frame = frames[i % len(frames)]
+        if d.probe:
+            edge.probe(frame, clock)
+        remaining = (arrival + deadline_ms / 1e3) - t  # the deadline counts from arrival
+        _, outcome, m = edge.run(d.plan, frame, max(remaining, 0.001))
+        done = clock()
+        ctl.observe(done, m)
+        pred = d.predicted()
+        fell = outcome == "local_fallback"
+        rec = Record(Served(i, arrival * 1e3, done * 1e3, d.plan, fell, accuracy(d.plan, outcome), d.reason),
+                     outcome, d.reason, pred.latency_ms if pred else float("nan"), t - start)
+        out.append(rec)
+        if on_request:
+            on_request(rec)
+    return out
