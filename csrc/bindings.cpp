@@ -3,6 +3,7 @@
 // (pybind11 #4748: no call_guard with array_t arguments).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <stdexcept>
 #include <string>
@@ -186,7 +187,7 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
 }
 
 // ---- preprocess ----
-void preprocess_py(const py::array& img, py::array& out, py::tuple roi, bool nchw, bool swap_rb,
+void preprocess_py(const py::array& img, py::array out, py::tuple roi, bool nchw, bool swap_rb,
                    std::vector<float> scale, std::vector<float> bias, std::vector<float> pad,
                    const std::string& isa_name_) {
     const Isa isa = pick_isa(isa_name_);

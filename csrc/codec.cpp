@@ -100,7 +100,8 @@ struct QParams {
 
 QParams make_params(float lo, float hi, int bits) {
     const int qmax = (1 << bits) - 1;
-    const float big = std::numeric_limits<float>::max();
+    // NOTE: half the float range, so (q - zp) * scale cannot overflow on decode
+    const float big = std::numeric_limits<float>::max() / 2;
     lo = lo < 0.0f ? (lo > -big ? lo : -big) : 0.0f;  // range always holds 0 (ReLU zeros exact)
     hi = hi > 0.0f ? (hi < big ? hi : big) : 0.0f;
     float scale = static_cast<float>((static_cast<double>(hi) - lo) / qmax);

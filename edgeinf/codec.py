@@ -250,7 +250,7 @@ def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = Non
 # ---- numpy reference (tests and benchmarks compare the kernels with it) ----------------
 
 def _ref_params(x: np.ndarray, bits: int):
-    qmax, big = (1 << bits) - 1, np.float32(np.finfo(np.float32).max)
+    qmax, big = (1 << bits) - 1, np.float32(np.finfo(np.float32).max / 2)
     lo = np.fmin.reduce(x, axis=-1) if x.size else np.full(x.shape[:-1], np.inf, np.float32)
     hi = np.fmax.reduce(x, axis=-1) if x.size else np.full(x.shape[:-1], -np.inf, np.float32)
     lo = np.where(lo < 0, np.maximum(lo, -big), 0).astype(np.float32)

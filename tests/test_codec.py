@@ -1,0 +1,212 @@
+"""Tensor codec: every setting against the numpy reference, out=, hostile buffers, fuzz."""
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgeinf import codec
+from edgeinf._native import kernels
+from edgeinf.errors import CodecError
+
+ISAS = kernels.build_info()["isas"]
+SHAPES = [(1, 8, 5, 7), (2, 3, 9), (13,), (4, 1), (), (2, 0, 3), (1, 5, 3, 3)]
+
+
+def _x(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.asarray(rng.standard_normal(shape) * 3 + 0.5).astype(np.float32)
+
+
+def _axes(name, ndim):
+    if "-pc" not in name:
+        return [None]
+    return [None] + list(range(-ndim, ndim)) if ndim else []
+
+
+@pytest.mark.parametrize("name", [n for n in codec.CODECS if "+" not in n])
+def test_every_codec_matches_numpy_reference_bytes_and_values(name):
+    for shape in SHAPES:
+        x = _x(shape)
+        for axis in _axes(name, x.ndim):
+            buf = codec.encode(x, name, axis)
+            assert buf == codec.reference_encode(x, name, axis), (shape, axis)
+            y = codec.decode(buf)
+            assert y.shape == x.shape and y.dtype == np.float32
+            np.testing.assert_array_equal(y, codec.reference_decode(buf))
+            spec = codec.parse(name)
+            if spec.base == "raw":
+                np.testing.assert_array_equal(y, x)
+            elif spec.bits < 16 and x.size:  # error within half a step of the tensor's range
+                rng = max(float(x.max()), 0) - min(float(x.min()), 0)
+                assert np.abs(y - x).max() <= rng / ((1 << spec.bits) - 1) / 2 * 1.001 + 1e-6
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("base", ["fp16", "bf16", "int8", "int4", "int2"])
+def test_every_isa_gives_identical_bytes(isa, base):
+    x = _x((3, 37, 11), 1)
+    x.reshape(-1)[[5, 77, 300]] = [np.inf, -np.inf, 1e30]
+    for pc, axis in [(False, -1), (True, 0), (True, 1), (True, 2)]:
+        if pc and base in ("fp16", "bf16"):
+            continue
+        want = kernels.encode(x, codec.BASES[base], pc, axis, 1, "generic")
+        got = kernels.encode(x, codec.BASES[base], pc, axis, 1, isa)
+        assert got == want
+        lim = codec.DEFAULT_LIMITS
+        a = kernels.decode(got, None, lim.max_elements, 8, lim.max_bytes, None, "generic")
+        b = kernels.decode(got, None, lim.max_elements, 8, lim.max_bytes, None, isa)
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["int8+lz4", "int4-pc+zstd", "raw+zstd", "bf16+lz4", "int2+zstd"])
+def test_lossless_stage_round_trips_and_compresses_zeros(name):
+    x = np.maximum(_x((1, 16, 20, 20)), 0)  # ReLU-like: many exact zeros
+    buf = codec.encode(x, name)
+    plain = codec.encode(x, name.split("+")[0])
+    assert len(buf) < len(plain)
+    np.testing.assert_array_equal(codec.decode(buf), codec.decode(plain))
+    assert codec.header_info(buf).stage == name.split("+")[1]
+
+
+def test_decode_into_out_writes_in_place_and_checks_it():
+    x = _x((2, 4, 6))
+    out = np.zeros_like(x)
+    res = codec.decode(codec.encode(x, "raw"), out=out)
+    assert res is out and np.array_equal(out, x)
+    with pytest.raises(CodecError, match="shape"):
+        codec.decode(codec.encode(x, "int8"), out=np.zeros((48,), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        codec.decode(codec.encode(x, "int8"), out=np.zeros((2, 4, 12), np.float32)[:, :, ::2])
+
+
+def test_float16_tensors_keep_their_dtype():
+    x = _x((3, 5)).astype(np.float16)
+    for name in ["raw", "fp16", "int8-pc", "bf16"]:
+        y = codec.decode(codec.encode(x, name))
+        assert y.dtype == np.float16 and y.shape == x.shape
+    np.testing.assert_array_equal(codec.decode(codec.encode(x, "fp16")), x)
+    out = np.empty_like(x)
+    assert codec.decode(codec.encode(x, "int4"), out=out) is out
+
+
+def test_names_and_parse():
+    assert codec.names() == codec.CODECS and "int4-pc+zstd" in codec.CODECS
+    assert "fp16-pc" not in codec.CODECS and len(codec.CODECS) == 27
+    assert codec.parse("int2-pc+lz4") == codec.Spec("int2", True, "lz4")
+    with pytest.raises(CodecError, match="int8"):
+        codec.parse("int9")
+    with pytest.raises(CodecError, match="float32"):
+        codec.encode(np.zeros(3, np.float64))
+    with pytest.raises(CodecError, match="axis"):
+        codec.encode(np.zeros((2, 3), np.float32), "int8-pc", axis=2)
+
+
+def test_nan_inf_and_constant_tensors():
+    x = np.array([np.nan, np.inf, -np.inf, 0, 1], np.float32)
+    y = codec.decode(codec.encode(x, "int8"))
+    assert np.isfinite(y).all() and y[3] == 0
+    assert np.array_equal(codec.decode(codec.encode(np.zeros(9, np.float32), "int2")), np.zeros(9))
+    c = np.full(7, 2.5, np.float32)
+    assert np.allclose(codec.decode(codec.encode(c, "int4")), c)
+
+
+# ---- hostile buffers ------------------------------------------------------------------
+
+def _good():
+    return bytearray(codec.encode(_x((2, 3, 5)), "int4-pc"))
+
+
+def _set(buf, off, fmt, v):
+    struct.pack_into(fmt, buf, off, v)
+    return buf
+
+
+MALFORMED = {
+    "bad magic": lambda b: _set(b, 0, "4s", b"NOPE"),
+    "bad version": lambda b: _set(b, 4, "B", 2),
+    "bad codec": lambda b: _set(b, 5, "B", 9),
+    "bad flags": lambda b: _set(b, 6, "B", 0x81),
+    "bad dtype": lambda b: _set(b, 7, "B", 3),
+    "ndim 9": lambda b: _set(b, 8, "B", 9),
+    "axis out of range": lambda b: _set(b, 9, "B", 3),
+    "reserved": lambda b: _set(b, 10, "H", 1),
+    "negative dim": lambda b: _set(b, 32, "<q", -1),
+    "overflowing product": lambda b: _set(_set(b, 32, "<Q", 1 << 40), 40, "<Q", 1 << 40),
+    "dim vs payload": lambda b: _set(b, 48, "<Q", 6),
+    "nparams": lambda b: _set(b, 12, "<I", 4),
+    "raw_len": lambda b: _set(b, 16, "<Q", 16),
+    "stored_len": lambda b: _set(b, 24, "<Q", 14),
+    "zero scale": lambda b: _set(b, 56, "<f", 0.0),
+    "nan scale": lambda b: _set(b, 56, "<f", float("nan")),
+    "zero point over 15": lambda b: _set(b, 68, "B", 16),
+    "length +1": lambda b: b + b"\0",
+    "length -1": lambda b: b[:-1],
+    "truncated header": lambda b: b[:20],
+    "truncated dims": lambda b: b[:40],
+    "empty": lambda b: b[:0],
+    "lz4 stage without lz4 data": lambda b: _set(b, 6, "B", 1 | 2),
+    "zstd stage without zstd data": lambda b: _set(b, 6, "B", 1 | 4),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_buffer_raises_codec_error(case):
+    assert codec.decode(bytes(_good())).shape == (2, 3, 5)
+    bad = bytes(MALFORMED[case](_good()))
+    with pytest.raises(CodecError):
+        codec.decode(bad)
+
+
+def test_limits_are_enforced_before_allocation():
+    buf = codec.encode(_x((4, 64)), "int8")
+    with pytest.raises(CodecError, match="limit"):
+        codec.decode(buf, limits=codec.Limits(max_elements=100))
+    with pytest.raises(CodecError, match="limit"):
+        codec.decode(buf, limits=codec.Limits(max_ndim=1))
+    with pytest.raises(CodecError, match="limit"):
+        codec.decode(buf, limits=codec.Limits(max_bytes=255))
+    huge = bytearray(codec.encode(np.zeros((1, 1), np.float32), "raw"))
+    _set(_set(huge, 32, "<Q", 1 << 27), 40, "<Q", 1 << 27)  # 2^54 elements claimed
+    with pytest.raises(CodecError, match="limit"):
+        codec.decode(bytes(huge))
+
+
+def test_zstd_frame_claiming_a_huge_size_is_refused():
+    import zstandard
+
+    buf = bytearray(codec.encode(_x((8, 8)), "int8+zstd"))
+    hl = codec.header_info(buf).header_len
+    bomb = zstandard.ZstdCompressor().compress(b"\0" * (1 << 20))
+    bad = bytes(_set(buf[:hl], 24, "<Q", len(bomb))) + bomb
+    with pytest.raises(CodecError, match="zstd"):
+        codec.decode(bad)
+
+
+def _load_fuzzer():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_codec.py"
+    spec = importlib.util.spec_from_file_location("fuzz_codec", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fuzz_small():
+    stats = _load_fuzzer().fuzz(2000, seed=1)
+    assert stats["cases"] == 2000 and stats["unexpected"] == 0
+    assert stats["decoded"] > 100 and stats["rejected"] > 1000  # both sides exercised
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(0, 2**32 - 1))
+def test_hypothesis_bytes_never_crash(data, n):
+    good = bytes(_good())
+    for buf in (data, b"EITC\x01" + data, good[: n % (len(good) + 1)] + data):
+        try:
+            codec.decode(buf, limits=codec.Limits(max_elements=1 << 16))
+        except CodecError:
+            pass
