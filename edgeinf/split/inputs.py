@@ -1,6 +1,6 @@
 """Real inputs for verification and profiling: photographs resized to the model's input.
 
-scikit-image ships a few photographs (astronaut, coffee, chelsea...). Image-like inputs
+scikit-image ships a few photographs (astronaut, coffee, a printed page...). Image-like inputs
 (rank 4 with 1 or 3 channels, NCHW or NHWC) get a photo scaled to [0, 1]; any other input
 gets seeded random values of its dtype, so every model can still be checked.
 """
@@ -12,7 +12,7 @@ import numpy as np
 
 from ..types import TensorSpec
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+PHOTOS = ("astronaut", "coffee", "page", "chelsea", "rocket")
 
 
 def photo(index: int = 0) -> np.ndarray:
@@ -22,7 +22,8 @@ def photo(index: int = 0) -> np.ndarray:
     except ImportError:  # NOTE: scikit-image is a test extra; the library still works without it
         y, x = np.mgrid[0:256, 0:256]
         return np.stack([x, y, (x + y) // 2], -1).astype(np.uint8)
-    return getattr(data, PHOTOS[index % len(PHOTOS)])()
+    img = getattr(data, PHOTOS[index % len(PHOTOS)])()
+    return np.stack([img] * 3, -1) if img.ndim == 2 else img
 
 
 def _image(shape: Tuple[int, ...], dtype: np.dtype, index: int) -> np.ndarray:

@@ -75,9 +75,8 @@ class SplitModel:
                                   f"(give --shape {name}=... to change it)")
             else:
                 out[name] = None
-                self.notes.append(f"input {spec.describe()} has dynamic dims: crossing sizes need "
-                                  f"--shape {name}=" + "x".join(str(d) if isinstance(d, int) and d >= 0 else "N"
-                                                                  for d in spec.shape))
+                self.notes.append(f"input {spec.describe()} has dynamic dims: crossing sizes "
+                                  f"need --shape {name}={_suggest(spec)}")
         return out
 
     def concrete_shapes(self) -> Dict[str, Tuple[int, ...]]:
@@ -87,7 +86,8 @@ class SplitModel:
             specs = {s.name: s for s in self.input_specs()}
             raise SplitError("this needs concrete input sizes, but " + "; ".join(
                 f"input {specs[k].describe()} has dynamic dims" for k in missing)
-                + f": pass --shape {missing[0]}=1x3x640x640 (or shapes={{...}} in Python)")
+                + f": pass --shape {missing[0]}={_suggest(specs[missing[0]])} with N set "
+                "(or shapes={...} in Python)")
         return dict(self.input_shapes)
 
     # -- cuts ------------------------------------------------------------------------------
@@ -123,8 +123,10 @@ class SplitModel:
         return front
 
     def extract(self, cut: CutInfo) -> Tuple[bytes, bytes]:
-        dtypes = {t: a.dtype for t, a in (self._probe or {}).items() if t in cut.tensors}
-        return self.reader.extract(cut, dtypes)
+        """Serialized ``(head, tail)`` model files for ``cut``."""
+        if self.format == "onnx" and self._probe is None and all(v is not None for v in self.input_shapes.values()):
+            self.probe()  # types for crossing tensors that shape inference leaves untyped
+        return self.reader.extract(cut, self._probe)
 
     # -- crossing specs and sizes -----------------------------------------------------------
     def crossing_specs(self, cut: CutInfo) -> List[TensorSpec]:
@@ -148,6 +150,11 @@ class SplitModel:
         values.update(_run_all(self, feeds))
         self._probe = values
         return values
+
+
+def _suggest(spec: TensorSpec) -> str:
+    return "x".join(str(d) if isinstance(d, int) and d >= 0 else ("1" if i == 0 else "N")
+                    for i, d in enumerate(spec.shape))
 
 
 def _run_all(m: SplitModel, feeds) -> Dict[str, np.ndarray]:

@@ -78,22 +78,30 @@ class OnnxGraph:
         self._types = _infer_types(model)
 
     # -- specs ------------------------------------------------------------------------------
-    def value_info(self, tensor: str, dtype: Optional[np.dtype] = None) -> onnx.ValueInfoProto:
-        """Type of a crossing tensor: inferred (symbolic dims kept) or, failing that, dtype only."""
+    def value_info(self, tensor: str, dtype: Optional[np.dtype] = None, rank: Optional[int] = None):
+        """Type of a crossing tensor: inferred (symbolic dims kept) or, failing that, from a probe run."""
         vi = self._types.get(tensor)
-        if vi is not None and vi.type.tensor_type.elem_type:
+        tt = vi.type.tensor_type if vi is not None else None
+        if tt is not None and tt.elem_type and tt.HasField("shape"):
             return vi
-        if dtype is None:
+        if tt is not None and tt.elem_type:
+            dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        if dtype is None or rank is None:
             raise SplitError(f"{self.name}: ONNX shape inference gives no type for tensor {tensor!r}; "
                              "run the model once (verify/profile) so its dtype is known")
         elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-        return helper.make_tensor_value_info(tensor, elem, None)
+        # NOTE: onnx.checker wants a shape on graph inputs/outputs; unknown dims keep it dynamic
+        return helper.make_tensor_value_info(tensor, elem, [None] * rank)
 
     # -- extraction -------------------------------------------------------------------------
-    def extract(self, cut: CutInfo, dtypes: Optional[Dict[str, np.dtype]] = None) -> Tuple[bytes, bytes]:
-        """Serialized ``(head, tail)`` models for ``cut``; both pass ``onnx.checker``."""
-        dtypes = dtypes or {}
-        crossing = [self.value_info(t, dtypes.get(t)) for t in cut.tensors]
+    def extract(self, cut: CutInfo, probe: Optional[Dict[str, np.ndarray]] = None) -> Tuple[bytes, bytes]:
+        """Serialized ``(head, tail)`` models for ``cut``; both pass ``onnx.checker``.
+
+        ``probe`` (tensor values of one run) types crossing tensors shape inference missed.
+        """
+        probe = probe or {}
+        crossing = [self.value_info(t, probe[t].dtype if t in probe else None,
+                                    probe[t].ndim if t in probe else None) for t in cut.tensors]
         head_nodes = [p for k, p in enumerate(self.protos) if k in cut.head]
         tail_nodes = [p for k, p in enumerate(self.protos) if k not in cut.head]
         head = self._side(head_nodes, list(self.inputs), crossing, "head")

@@ -101,7 +101,7 @@ class TFLiteGraph:
         return shape, np.dtype(dt)
 
     # -- extraction ------------------------------------------------------------------------
-    def extract(self, cut: CutInfo, dtypes=None) -> Tuple[bytes, bytes]:
+    def extract(self, cut: CutInfo, probe=None) -> Tuple[bytes, bytes]:
         """Packed ``(head, tail)`` flatbuffers for ``cut``."""
         crossing = [self.index[t] for t in cut.tensors]
         head = [self.compute[p] for p in sorted(cut.head)]
