@@ -1,0 +1,232 @@
+// C++ kernel checks, no Python: every compiled ISA path against the generic one and
+// against known values, plus a mutation fuzz of the encoded-tensor parser/decoder.
+// Built and run by .ci/arm-check natively (x86, also with ASan/UBSan) and for AArch64
+// under qemu-user. Exit status 0 means every check passed.
+#include <cfloat>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "codec.h"
+#include "confidence.h"
+#include "cpu.h"
+#include "half.h"
+#include "preprocess.h"
+
+using namespace edgeinf;
+
+static int g_fail = 0, g_checks = 0;
+#define CHECK(cond, ...)                                              \
+    do {                                                              \
+        ++g_checks;                                                   \
+        if (!(cond)) {                                                \
+            ++g_fail;                                                 \
+            std::printf("FAIL %s:%d: ", __FILE__, __LINE__);          \
+            std::printf(__VA_ARGS__);                                 \
+            std::printf("\n");                                        \
+        }                                                             \
+    } while (0)
+
+static std::mt19937 rng(1234);
+
+static std::vector<float> randn(size_t n, float scale, bool specials) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    if (specials && n > 8) {
+        v[1] = INFINITY, v[2] = -INFINITY, v[3] = 1e-40f, v[4] = 65519.0f, v[5] = 65520.0f, v[6] = -0.0f;
+    }
+    return v;
+}
+
+static void known_values() {
+    CHECK(f32_to_f16_scalar(1.0f) == 0x3C00, "f16(1)");
+    CHECK(f32_to_f16_scalar(65504.0f) == 0x7BFF, "f16(65504)");
+    CHECK(f32_to_f16_scalar(65520.0f) == 0x7C00, "f16(65520) -> inf");
+    CHECK(f32_to_f16_scalar(5.9604645e-8f) == 0x0001, "f16 smallest subnormal");
+    CHECK(f16_to_f32_scalar(0x3555) == 0.333251953125f, "f16 -> f32");
+    CHECK(f32_to_bf16_scalar(1.0f) == 0x3F80, "bf16(1)");
+    CHECK(f32_to_bf16_scalar(bits_f32(0x3F808000)) == 0x3F80, "bf16 tie to even");
+    CHECK(f32_to_bf16_scalar(bits_f32(0x3F818000)) == 0x3F82, "bf16 tie to even up");
+    // int8 per tensor of {-0.5, 0, 0.5, 1.5}: scale 2/255, zp 64 -> codes 0, 64, 128, 255
+    const float x[4] = {-0.5f, 0.0f, 0.5f, 1.5f};
+    const uint64_t dims[1] = {4};
+    uint8_t buf[64];
+    const size_t n = encoded_len(Codec::Int8, DType::F32, false, 1, dims, 0);
+    float scratch[2];
+    CHECK(n == 52, "encoded_len %zu", n);  // 32 + 8 dims + 4 scale + 1 zp -> 48, + 4 codes
+    CHECK(encode_tensor(Isa::Generic, x, DType::F32, Codec::Int8, false, 1, dims, 0, buf, n, scratch) == kOk, "encode");
+    const uint8_t want[4] = {0, 64, 128, 255};
+    CHECK(std::memcmp(buf + n - 4, want, 4) == 0, "codes %d %d %d %d", buf[48], buf[49], buf[50], buf[51]);
+    CHECK(buf[44] == 64 && buf[45] == 0, "zero point byte %d", buf[44]);
+    float p, m, e;
+    const float z[2] = {0.0f, 0.0f};
+    confidence(Isa::Generic, z, 1, 2, 2, &p, &m, &e);
+    CHECK(std::fabs(p - 0.5f) < 1e-7f && m == 0.0f && std::fabs(e - std::log(2.0f)) < 1e-6f, "confidence {0,0}");
+}
+
+static void codec_paths(Isa isa) {
+    const CodecOps& g = codec_ops(Isa::Generic);
+    const CodecOps& s = codec_ops(isa);
+    for (size_t n : {0, 1, 7, 31, 33, 100, 1000, 4099}) {
+        std::vector<float> x = randn(n, 3.0f, true);
+        if (n > 10) x[9] = NAN;
+        float l1 = INFINITY, h1 = -INFINITY, l2 = INFINITY, h2 = -INFINITY;
+        g.minmax(x.data(), n, &l1, &h1);
+        s.minmax(x.data(), n, &l2, &h2);
+        CHECK(l1 == l2 && h1 == h2, "%s minmax n=%zu", isa_name(isa), n);
+        std::vector<uint8_t> c1(n + 1), c2(n + 1);
+        g.quantize(x.data(), n, 37.5f, -100.0f, 155.0f, 100, c1.data());
+        s.quantize(x.data(), n, 37.5f, -100.0f, 155.0f, 100, c2.data());
+        CHECK(c1 == c2, "%s quantize n=%zu", isa_name(isa), n);
+        std::vector<float> d1(n + 1), d2(n + 1);
+        g.dequantize(c1.data(), n, 100, 0.0267f, d1.data());
+        s.dequantize(c1.data(), n, 100, 0.0267f, d2.data());
+        CHECK(std::memcmp(d1.data(), d2.data(), 4 * n) == 0, "%s dequantize n=%zu", isa_name(isa), n);
+        if (n > 10) x[9] = 1.0f;  // fp16 NaN payloads may differ between paths
+        std::vector<uint8_t> h16a(2 * n + 2), h16b(2 * n + 2);
+        g.f32_to_f16(x.data(), n, h16a.data());
+        s.f32_to_f16(x.data(), n, h16b.data());
+        CHECK(h16a == h16b, "%s f32->f16 n=%zu", isa_name(isa), n);
+        g.f16_to_f32(h16a.data(), n, d1.data());
+        s.f16_to_f32(h16a.data(), n, d2.data());
+        CHECK(std::memcmp(d1.data(), d2.data(), 4 * n) == 0, "%s f16->f32 n=%zu", isa_name(isa), n);
+        g.f32_to_bf16(x.data(), n, h16a.data());
+        s.f32_to_bf16(x.data(), n, h16b.data());
+        CHECK(h16a == h16b, "%s f32->bf16 n=%zu", isa_name(isa), n);
+        g.bf16_to_f32(h16a.data(), n, d1.data());
+        s.bf16_to_f32(h16a.data(), n, d2.data());
+        CHECK(std::memcmp(d1.data(), d2.data(), 4 * n) == 0, "%s bf16->f32 n=%zu", isa_name(isa), n);
+    }
+    // whole tensors, per-channel on every axis, every quantized codec: identical bytes
+    const uint64_t dims[3] = {3, 37, 11};
+    std::vector<float> x = randn(3 * 37 * 11, 2.0f, false);
+    std::vector<float> scratch(2 * 64);
+    for (Codec c : {Codec::F16, Codec::BF16, Codec::Int8, Codec::Int4, Codec::Int2})
+        for (int axis = -1; axis < 3; ++axis) {
+            const bool pc = axis >= 0;
+            if (pc && (c == Codec::F16 || c == Codec::BF16)) continue;
+            const size_t n = encoded_len(c, DType::F32, pc, 3, dims, axis);
+            std::vector<uint8_t> a(n), b(n);
+            encode_tensor(Isa::Generic, x.data(), DType::F32, c, pc, 3, dims, axis, a.data(), n, scratch.data());
+            encode_tensor(isa, x.data(), DType::F32, c, pc, 3, dims, axis, b.data(), n, scratch.data());
+            CHECK(a == b, "%s encode codec %d axis %d", isa_name(isa), int(c), axis);
+            TensorHeader h{};
+            const CodecLimits lim{1u << 20, 8, 1u << 24};
+            CHECK(parse_header(b.data(), n, lim, &h, nullptr, 0) == kOk, "parse own output");
+            std::vector<float> y1(x.size()), y2(x.size());
+            decode_payload(Isa::Generic, h, b.data() + h.header_len, h.raw_len, y1.data(), 4 * y1.size());
+            decode_payload(isa, h, b.data() + h.header_len, h.raw_len, y2.data(), 4 * y2.size());
+            CHECK(y1 == y2, "%s decode codec %d axis %d", isa_name(isa), int(c), axis);
+            float err = 0.0f;
+            for (size_t i = 0; i < x.size(); ++i) err = std::fmax(err, std::fabs(y1[i] - x[i]));
+            CHECK(err < (c == Codec::Int2 ? 3.0f : c == Codec::Int4 ? 0.6f : 0.05f), "round-trip error %g", err);
+        }
+}
+
+static void confidence_paths(Isa isa) {
+    for (size_t cols : {1, 2, 5, 16, 33, 1000}) {
+        std::vector<float> z = randn(4 * cols, 4.0f, false);
+        if (cols > 8) z[3] = INFINITY, z[cols + 1] = -INFINITY, z[2 * cols + 2] = NAN;
+        float p1[4], m1[4], e1[4], p2[4], m2[4], e2[4];
+        confidence(Isa::Generic, z.data(), 4, cols, cols, p1, m1, e1);
+        confidence(isa, z.data(), 4, cols, cols, p2, m2, e2);
+        for (int r = 0; r < 4; ++r)
+            CHECK(std::fabs(p1[r] - p2[r]) < 1e-5f && std::fabs(m1[r] - m2[r]) < 1e-5f &&
+                      std::fabs(e1[r] - e2[r]) < 2e-5f && std::isfinite(e2[r]),
+                  "%s confidence cols=%zu row %d: %g %g / %g %g / %g %g", isa_name(isa), cols, r,
+                  p1[r], p2[r], m1[r], m2[r], e1[r], e2[r]);
+    }
+}
+
+static void preprocess_paths(Isa isa) {
+    const int H = 37, W = 53;
+    std::vector<uint8_t> img(H * (W * 3 + 5));
+    for (auto& v : img) v = static_cast<uint8_t>(rng() & 0xFF);
+    for (bool nchw : {true, false})
+        for (bool swap : {false, true})
+            for (auto sz : {std::pair<int, int>{16, 24}, {80, 60}, {37, 53}, {1, 1}}) {
+                PreprocessArgs a{};
+                a.src = img.data(), a.src_h = H, a.src_w = W, a.src_stride = W * 3 + 5;
+                a.out_h = sz.first + 4, a.out_w = sz.second + 2;
+                a.roi_y = 2, a.roi_x = 1, a.roi_h = sz.first, a.roi_w = sz.second;
+                a.nchw = nchw, a.out_type = OutType::F32, a.swap_rb = swap;
+                for (int c = 0; c < 3; ++c) a.scale[c] = 1.0f / (255.0f * (0.2f + 0.01f * c)), a.bias[c] = -2.0f + c, a.pad[c] = 9.0f;
+                const size_t n = 3 * static_cast<size_t>(a.out_h) * a.out_w;
+                std::vector<float> o1(n + 1, -1.0f), o2(n + 1, -1.0f);
+                std::vector<uint8_t> ws(preprocess_workspace_bytes(a));
+                CHECK(preprocess(Isa::Generic, a, o1.data(), ws.data(), ws.size()) == 0, "preprocess generic");
+                CHECK(preprocess(isa, a, o2.data(), ws.data(), ws.size()) == 0, "preprocess isa");
+                float err = 0.0f;
+                for (size_t i = 0; i < n; ++i) err = std::fmax(err, std::fabs(o1[i] - o2[i]));
+                CHECK(err < 1e-4f && o2[n] == -1.0f, "%s preprocess %dx%d nchw=%d: err %g", isa_name(isa), sz.first, sz.second, nchw, err);
+            }
+    // constant image: every output equals value * scale + bias
+    std::vector<uint8_t> flat(10 * 10 * 3, 100);
+    PreprocessArgs a{};
+    a.src = flat.data(), a.src_h = 10, a.src_w = 10, a.src_stride = 30;
+    a.out_h = a.roi_h = 7, a.out_w = a.roi_w = 13, a.nchw = true, a.out_type = OutType::F32;
+    for (int c = 0; c < 3; ++c) a.scale[c] = 0.5f, a.bias[c] = c;
+    std::vector<float> o(3 * 7 * 13);
+    std::vector<uint8_t> ws(preprocess_workspace_bytes(a));
+    preprocess(isa, a, o.data(), ws.data(), ws.size());
+    CHECK(std::fabs(o[0] - 50.0f) < 1e-3f && std::fabs(o[3 * 7 * 13 - 1] - 52.0f) < 1e-3f, "constant image %g", o[0]);
+}
+
+static void parser_fuzz(int cases) {
+    const uint64_t dims[3] = {2, 3, 5};
+    std::vector<float> x = randn(30, 1.0f, false), scratch(8), out(1 << 12);
+    std::vector<std::vector<uint8_t>> seeds;
+    for (Codec c : {Codec::Raw, Codec::F16, Codec::Int8, Codec::Int4, Codec::Int2})
+        for (int axis : {-1, 1}) {
+            const bool pc = axis >= 0 && c >= Codec::Int8;
+            const size_t n = encoded_len(c, DType::F32, pc, 3, dims, axis);
+            std::vector<uint8_t> b(n);
+            encode_tensor(Isa::Generic, x.data(), DType::F32, c, pc, 3, dims, axis, b.data(), n, scratch.data());
+            seeds.push_back(b);
+        }
+    const CodecLimits lim{1u << 10, 8, 1u << 14};
+    int ok = 0, bad = 0;
+    char err[256];
+    for (int i = 0; i < cases; ++i) {
+        std::vector<uint8_t> b = seeds[rng() % seeds.size()];
+        for (int k = 0, m = 1 + rng() % 4; k < m; ++k) {
+            switch (rng() % 4) {
+                case 0: if (!b.empty()) b[rng() % b.size()] ^= 1 << (rng() % 8); break;
+                case 1: if (!b.empty()) b[rng() % std::min<size_t>(b.size(), 64)] = static_cast<uint8_t>(rng()); break;
+                case 2: b.resize(rng() % (b.size() + 1)); break;
+                default: b.resize(b.size() + 1 + rng() % 8, static_cast<uint8_t>(rng())); break;
+            }
+        }
+        // copy into an exact-size heap block so ASan sees any read past the end
+        std::vector<uint8_t> exact(b.begin(), b.end());
+        TensorHeader h{};
+        if (parse_header(exact.data(), exact.size(), lim, &h, err, sizeof err) != kOk) { ++bad; continue; }
+        const bool f16 = h.codec == Codec::Raw && h.dtype == DType::F16;
+        const size_t out_len = h.numel * (f16 ? 2 : 4);
+        CHECK(out_len <= 4 * out.size(), "limits let %zu bytes through", out_len);
+        std::vector<float> dst(h.numel + 1);
+        CHECK(decode_payload(Isa::Generic, h, exact.data() + h.header_len, exact.size() - h.header_len,
+                             dst.data(), out_len) == kOk || h.stage != 0, "decode of a parsed buffer failed");
+        ++ok;
+    }
+    std::printf("parser fuzz: %d cases, %d parsed, %d rejected\n", cases, ok, bad);
+}
+
+int main(int argc, char** argv) {
+    const int fuzz_cases = argc > 1 ? std::atoi(argv[1]) : 20000;
+    known_values();
+    std::printf("best isa: %s\n", isa_name(best_isa()));
+    for (Isa isa : {Isa::SSE41, Isa::AVX2, Isa::NEON}) {
+        if (!isa_runs(isa)) continue;
+        codec_paths(isa);
+        confidence_paths(isa);
+        preprocess_paths(isa);
+        std::printf("checked %s against generic\n", isa_name(isa));
+    }
+    parser_fuzz(fuzz_cases);
+    std::printf("%d checks, %d failed\n", g_checks, g_fail);
+    return g_fail ? 1 : 0;
+}
