@@ -52,6 +52,7 @@ class LinkEstimate:
     rtt_ms: float
     confidence: float  # 0..1: decays with the age of the last sample
     age_s: float
+    failures: int = 0  # remote attempts failed in a row (0 after any success)
 
     @property
     def mbps(self) -> float:
@@ -72,8 +73,8 @@ class LinkEstimate:
 class LinkEstimator:
     """Uplink bandwidth and RTT from transfers; see the module docstring."""
 
-    def __init__(self, prior_mbps: float = 5.0, prior_rtt_ms: float = 30.0, alpha: float = 0.35,
-                 surprise_alpha: float = 0.75, tau_s: float = 2.0, drift_per_s: float = 0.5,
+    def __init__(self, prior_mbps: float = 5.0, prior_rtt_ms: float = 10.0, alpha: float = 0.35,
+                 surprise_alpha: float = 0.75, tau_s: float = 1.5, drift_per_s: float = 0.5,
                  small_bytes: int = 3000):
         self.bw = Ewma(alpha)
         self.rtt = Ewma(0.3)
@@ -100,11 +101,20 @@ class LinkEstimator:
         surprise = self.bw.mean is not None and abs(x - self.bw.mean) > max(3 * self.bw.std, math.log(2.0))
         self.bw.update(x, self.surprise_alpha if surprise else None)
 
-    def fail(self, now_s: float) -> None:
-        """A transfer timed out or the peer vanished: the link is down until one succeeds."""
+    def fail(self, now_s: float, nbytes: int = 0, waited_ms: Optional[float] = None) -> None:
+        """A transfer failed. ``waited_ms`` given (a timeout): the link moved ``nbytes`` slower
+        than that, so it counts as a (pessimistic) sample, and only a second timeout in a row
+        marks the link down; no ``waited_ms`` (peer gone, connection refused): down at once."""
         self.failures += 1
-        self.up = False
         self.last_s = now_s
+        if waited_ms is not None and nbytes > self.small and self.failures < 2:
+            # bytes did not make it in waited_ms: the bandwidth is at most this (a bound, so
+            # clamp the estimate rather than average it in)
+            rtt = self.rtt.mean if self.rtt.mean is not None else self.prior[1]
+            bound = math.log(nbytes * 8 / (max(waited_ms - rtt, 1.0) / 1000.0))
+            self.bw.update(min(bound, self.bw.mean if self.bw.mean is not None else bound), alpha=1.0)
+            return
+        self.up = False
 
     def estimate(self, now_s: float) -> LinkEstimate:
         age = math.inf if self.last_s is None else max(now_s - self.last_s, 0.0)
@@ -114,7 +124,7 @@ class LinkEstimator:
         std = math.sqrt(std * std + (self.drift ** 2) * min(age, 60.0))
         conf = 0.0 if self.bw.mean is None else math.exp(-age / self.tau_s)
         rtt = self.rtt.mean if self.rtt.mean is not None else self.prior[1]
-        return LinkEstimate(self.up, log_bw, std, rtt, conf, age)
+        return LinkEstimate(self.up, log_bw, std, rtt, conf, age, self.failures)
 
     def needs_probe(self, now_s: float, last_probe_s: Optional[float], interval_s: float = 0.5) -> bool:
         """Probe when stale (or down) and no probe went out in the last ``interval_s``."""

@@ -88,12 +88,14 @@ def evaluate(cfg: EvalConfig, on_request: Optional[Callable] = None, say: Callab
         proxy = LinkProxy(("127.0.0.1", wport), up=trace, delay_ms=cfg.delay_ms, offset_s=max(cfg.offset_s - 3.0, 0.0))
         proxy.start()
         try:
-            rt = EdgeRuntime(pkg, f"tcp://127.0.0.1:{proxy.port}", compute_pace=pace, heartbeat_s=1.0, dead_after=5)
+            rt = EdgeRuntime(pkg, f"tcp://127.0.0.1:{proxy.port}", compute_pace=pace, threads=1,
+                             heartbeat_s=1.0, dead_after=5)
             with rt:
                 rt.client.wait_ready(5.0)
-                for c in costs:  # sessions created and timed before the clock starts
-                    if c.plan.kind == "split" or c.plan == LOCAL:
+                for c in costs:  # sessions on both sides created before the clock starts
+                    if c.plan.remote or c.plan == LOCAL:
                         rt.warmup(c.plan)
+                        rt.run({pkg.inputs[0].name: frames[0]}, plan=c.plan, deadline=5.0)
                 while proxy.now_ms() < cfg.offset_s * 1000.0:
                     time.sleep(0.01)
                 t0 = proxy.now_ms() / 1000.0

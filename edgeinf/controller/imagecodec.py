@@ -113,7 +113,12 @@ def install() -> None:
         return (list(base.names()) if base is not None and hasattr(base, "names") else []) + NAMES
 
     def enc(x, codec):
-        return encode(x, codec) if is_image_codec(codec) else base.encode(x, codec)
+        if is_image_codec(codec):
+            return encode(x, codec)
+        # NOTE: transport hands '<f4' (explicit byte order) arrays, which edgeinf.codec's
+        # kernels reject as "not float32"; native order is the same bytes here
+        x = np.asarray(x)
+        return base.encode(x.view(np.dtype(x.dtype.name)), codec)
 
     def dec(buf, out=None):
         if bytes(memoryview(buf).cast("B")[:4]) != MAGIC:

@@ -62,7 +62,9 @@ class LiveEdge:
             time.sleep(enc * (self.pace - 1.0) / 1e3)
         device = tm.get("head", tm.get("full", 0.0)) + enc * self.pace
         if res.outcome != "offload":
-            return res.outputs, res.outcome, Measured(plan, not plan.remote, device if not plan.remote else 0.0)
+            waited = tm.get("send_wait") if res.transport == "timeout" else None
+            return res.outputs, res.outcome, Measured(plan, not plan.remote, device if not plan.remote else 0.0,
+                                                      res.bytes_sent, waited_ms=waited)
         server = tm.get("server", 0.0)
         load = res.load or {}
         queue_ms = float(load.get("queue", 0)) * float(load.get("service_ms", 0.0))

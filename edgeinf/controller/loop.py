@@ -33,6 +33,7 @@ class Measured:
     transfer_ms: Optional[float] = None  # send -> reply, minus the server's own time
     server_ms: Optional[float] = None  # server compute (decode + tail) it reported
     queue_ms: Optional[float] = None  # server queueing it reported (LOAD)
+    waited_ms: Optional[float] = None  # not ok because of a timeout: how long it waited
 
 
 class Controller:
@@ -71,7 +72,7 @@ class Controller:
         if not m.plan.remote:
             return
         if not m.ok:
-            self.link.fail(now_s)
+            self.link.fail(now_s, m.up_bytes, m.waited_ms)
             return
         if m.transfer_ms is not None:
             self.link.observe(now_s, m.up_bytes, m.transfer_ms)

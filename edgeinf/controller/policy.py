@@ -44,8 +44,9 @@ class Tuning:
     jump_gain: float = 0.30  # relative gain that switches at once
     abs_ms: float = 1.0  # gains below this are noise
     persist: int = 2
-    probe_interval_s: float = 0.5
-    explore_every: int = 40  # requests between exploration tries (0: never)
+    probe_interval_s: float = 0.3
+    stale_confidence: float = 0.75  # probe a link whose estimate's confidence fell below this
+    explore_every: int = 100  # requests between exploration tries (0: never)
     z: float = 1.28  # bandwidth quantile for deadline checks (~90%)
 
 
@@ -130,7 +131,7 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
     """(probe?, exploratory plan or None)."""
     link = obs.estimates.link
     probe = False
-    if not chosen.plan.remote and (not link.up or link.confidence < 0.5):
+    if not chosen.plan.remote and (not link.up or link.confidence < t.stale_confidence):
         due = state.last_probe_s is None or obs.now_s - state.last_probe_s >= t.probe_interval_s
         # only worth probing if some remote plan would win were the link at its optimistic bound
         hopeful = not link.up or any(
@@ -138,10 +139,11 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
             for c in obs.candidates)
         probe = due and hopeful
     trial = None
-    if t.explore_every and link.up and state.n % t.explore_every == t.explore_every - 1:
+    fresh = link.up and link.confidence >= t.stale_confidence
+    if t.explore_every and fresh and state.n % t.explore_every == t.explore_every - 1:
         others = sorted((p for p in preds if p.plan != chosen.plan and _feasible(p, obs.objective)
                          and p.pessimistic_ms <= obs.objective.deadline_ms), key=lambda p: score(p, obs.objective))
-        if others and others[0].latency_ms <= 1.5 * chosen.latency_ms:
+        if others and others[0].pessimistic_ms <= 1.25 * chosen.latency_ms:
             trial = others[0].plan
     return probe, trial
 
@@ -149,7 +151,9 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
 def _timeout(plan_pred: Prediction, preds: Tuple[Prediction, ...], obj: Objective) -> Optional[float]:
     if not plan_pred.plan.remote:
         return None
-    local = min((p.latency_ms for p in preds if not p.plan.remote), default=0.0)
+    # the runtime falls back to the full model (no variant), so budget for that one
+    local = next((p.latency_ms for p in preds if p.plan.kind == "local" and not p.plan.variant),
+                 max((p.latency_ms for p in preds if not p.plan.remote), default=0.0))
     if math.isfinite(obj.deadline_ms):
         # give up on the link early enough that running locally still meets the deadline
         # (the runtime reserves 1.5x the local time + 5 ms for its fallback)
@@ -171,7 +175,10 @@ def decide(obs: Observation, state: State, tuning: Tuning = Tuning()) -> Tuple[D
         state = replace(state, challenger=None, streak=0)
     else:
         best = rank(preds, obs.objective)
-        plan, state, reason = hysteresis(by_plan.get(state.plan), best, obs.objective, state, tuning)
+        cur = by_plan.get(state.plan)
+        if cur is not None and cur.plan.remote and link.failures:
+            cur = None  # the current remote plan just failed: choose afresh, no hysteresis
+        plan, state, reason = hysteresis(cur, best, obs.objective, state, tuning)
     chosen = by_plan[plan]
     probe, trial = explore(obs, state, chosen, preds, tuning)
     if trial is not None:

@@ -98,9 +98,12 @@ def tensor_codecs() -> List[str]:
 
 def profile_plans(pkg, pace: float = 1.0, cuts: Optional[Sequence[str]] = None,
                   image_codecs: Sequence[str] = ("jpeg90", "jpeg75", "webp75"),
-                  variants: Optional[Dict[str, object]] = None, repeat: int = 5, n_photos: int = 6) -> List[PlanCost]:
-    """Measure every candidate plan of ``pkg``; see the module docstring."""
-    full = pkg.session("full")
+                  variants: Optional[Dict[str, object]] = None, repeat: int = 9, n_photos: int = 6,
+                  threads: Optional[int] = 1) -> List[PlanCost]:
+    """Measure every candidate plan of ``pkg``; see the module docstring.
+
+    ``threads`` must match the runtime's, so both use the same cached sessions."""
+    full = pkg.session("full", threads=threads)
     name = full.inputs[0].name
     xs = photos(full.inputs[0].shape[1], n_photos)
     refs = [full.run({name: x}) for x in xs]
@@ -119,12 +122,12 @@ def profile_plans(pkg, pace: float = 1.0, cuts: Optional[Sequence[str]] = None,
         plans.append(PlanCost(Plan("offload", codec=c), 0.0, enc_ms * pace, int(np.mean([len(b) for b in bufs])) + HEADER_BYTES,
                               srv_ms, float(acc), down))
     for cut_id in (cuts if cuts is not None else sorted(pkg.cuts)):
-        plans += _split_plans(pkg, cut_id, xs, refs, name, pace, repeat, down)
+        plans += _split_plans(pkg, cut_id, xs, refs, name, pace, repeat, down, threads)
     return plans
 
 
-def _split_plans(pkg, cut_id, xs, refs, name, pace, repeat, down) -> List[PlanCost]:
-    head, tail = pkg.session("head", cut_id), pkg.session("tail", cut_id)
+def _split_plans(pkg, cut_id, xs, refs, name, pace, repeat, down, threads) -> List[PlanCost]:
+    head, tail = pkg.session("head", cut_id, threads=threads), pkg.session("tail", cut_id)
     mids = [head.run({name: x}) for x in xs]
     head_ms = _time(lambda: head.run({name: xs[0]}), repeat)
     out = []

@@ -63,7 +63,8 @@ class World:
         if timeout_ms is not None and reply - head_done > timeout_ms:
             give_up = head_done + timeout_ms
             local = self.costs[self.fallback]
-            return give_up + local.device_ms + local.encode_ms, True, Measured(plan, False, c.device_ms + c.encode_ms)
+            return give_up + local.device_ms + local.encode_ms, True, Measured(
+                plan, False, c.device_ms + c.encode_ms, c.up_bytes, waited_ms=timeout_ms)
         transfer = reply - head_done - c.server_ms
         return reply, False, Measured(plan, True, c.device_ms + c.encode_ms, c.up_bytes, transfer, c.server_ms, 0.0)
 

@@ -111,7 +111,7 @@ def worker(pkg_dir: Path, port: Optional[int] = None, timeout_s: float = 30.0) -
 def variants(model: str) -> Dict[str, object]:
     from .. import load, zoo
 
-    return {v: load(zoo.path(v)) for v in MODELS.get(model, [])}
+    return {v: load(zoo.path(v), threads=1) for v in MODELS.get(model, [])}
 
 
 def small_cuts(pkg, limit_bytes: int = 130_000) -> List[str]:

@@ -1,0 +1,152 @@
+"""Controller offline: estimators and policies fed recorded observations, plans out.
+
+The "world" is the exact replay (edgeinf.controller.replay) over synthetic mahimahi-format
+traces (step changes, outages) with a fixed cost table shaped like a Pi-class device.
+"""
+import math
+
+import pytest
+
+from edgeinf.controller import Controller, Objective, PlanCost, State, decide
+from edgeinf.controller import replay as R
+from edgeinf.controller.costmodel import Estimates
+from edgeinf.controller.estimators import DeviceEstimator, LinkEstimator, ServerEstimator
+from edgeinf.controller.policy import Observation
+from edgeinf.netem import Link, Trace
+from edgeinf.plan import Plan
+
+LOCAL = Plan("local")
+OFF = Plan("offload", codec="jpeg90")
+SPLIT = Plan("split", cut="c1", codec="int8")
+COSTS = [PlanCost(LOCAL, 80.0, accuracy=1.0),
+         PlanCost(Plan("local", variant="lite"), 25.0, accuracy=0.5),
+         PlanCost(OFF, 0.0, 3.0, 17000, 9.0, 1.0, 600),
+         PlanCost(SPLIT, 40.0, 0.2, 10000, 1.0, 1.0, 600)]
+OBJ = Objective("latency", deadline_ms=200.0, accuracy_floor=0.9)
+
+
+# -- estimators ------------------------------------------------------------------------------
+def test_link_estimator_tracks_a_10x_step_in_two_samples():
+    est = LinkEstimator()
+    est.observe(0.0, 500, 20.0)  # a small transfer: the RTT
+    for i in range(10):  # 16 kB in 20 ms RTT + 10 ms => 12.8 Mbit/s
+        est.observe(i * 0.1, 16000, 30.0)
+    assert 8 < est.estimate(1.0).mbps < 16
+    for i in range(2):  # now 10x slower
+        est.observe(1.1 + i * 0.1, 16000, 20.0 + 100.0)
+    assert est.estimate(1.3).mbps < 2.6  # within 2x of 1.28 after two samples
+
+
+def test_link_confidence_decays_and_stale_link_wants_a_probe():
+    est = LinkEstimator(tau_s=2.0)
+    est.observe(0.0, 16000, 30.0)
+    assert est.estimate(0.0).confidence == pytest.approx(1.0)
+    assert est.estimate(4.0).confidence < 0.2
+    assert est.estimate(4.0).log_bw_std > est.estimate(0.0).log_bw_std
+    assert not est.needs_probe(0.1, None) and est.needs_probe(4.0, None)
+    assert not est.needs_probe(4.0, last_probe_s=3.9, interval_s=0.5)
+
+
+def test_link_down_on_failure_and_up_on_next_success():
+    est = LinkEstimator()
+    est.observe(0.0, 16000, 30.0)
+    est.fail(1.0)  # peer gone
+    assert not est.estimate(1.0).up and math.isinf(est.estimate(1.0).transfer_ms(1000))
+    est.observe(2.0, 16000, 30.0)
+    assert est.estimate(2.0).up
+
+
+def test_one_timeout_is_a_slow_sample_two_are_down():
+    est = LinkEstimator()
+    est.observe(0.0, 16000, 30.0)
+    before = est.estimate(0.0).mbps
+    est.fail(0.1, 16000, waited_ms=300.0)
+    assert est.estimate(0.1).up and est.estimate(0.1).mbps < before
+    est.fail(0.2, 16000, waited_ms=300.0)
+    assert not est.estimate(0.2).up
+
+
+def test_device_and_server_estimators():
+    dev = DeviceEstimator(tau_s=5.0)
+    for i in range(5):
+        dev.observe(i, 160.0, 80.0)  # twice slower than profiled (thermal throttling, say)
+    assert dev.slowdown(4.0) == pytest.approx(2.0, rel=0.05)
+    assert dev.slowdown(100.0) == pytest.approx(1.0, rel=0.05)  # stale: back to the psutil prior
+    dev.observe_system(cpu_percent=50.0, freq_mhz=750, max_freq_mhz=1500, cores=1)
+    assert dev.prior == pytest.approx(4.0)
+    srv = ServerEstimator()
+    srv.observe(12.0, 18.0, 9.0)
+    assert srv.queue == 12.0 and srv.factor == 2.0
+
+
+# -- policies ----------------------------------------------------------------------------------
+def _est(mbps, up=True, std=0.1, conf=1.0):
+    from edgeinf.controller import LinkEstimate
+
+    return Estimates(LinkEstimate(up, math.log(mbps * 1e6), std, 20.0, conf, 0.0))
+
+
+def test_decide_is_pure_and_respects_objectives():
+    obs = Observation(1.0, _est(20.0), tuple(COSTS), OBJ)
+    a, sa = decide(obs, State())
+    b, sb = decide(obs, State())
+    assert a == b and sa == sb and a.plan == OFF  # fast link: offload beats 80 ms local
+    slow = Observation(1.0, _est(0.5), tuple(COSTS), OBJ)
+    assert decide(slow, State())[0].plan == LOCAL
+    # the 0.5-accuracy lite variant only wins when the floor allows it
+    loose = Observation(1.0, _est(0.5), tuple(COSTS), Objective("latency", 200.0, 0.4))
+    assert decide(loose, State())[0].plan == Plan("local", variant="lite")
+    # max accuracy under a deadline local cannot meet: the remote plan that can
+    acc = Observation(1.0, _est(20.0), tuple(COSTS), Objective("accuracy", 70.0))
+    assert decide(acc, State())[0].plan.remote
+    energy = Observation(1.0, _est(20.0), tuple(COSTS), Objective("energy", 200.0))
+    assert decide(energy, State())[0].plan == OFF  # radio for 10 ms beats CPU for 80
+
+
+def test_link_down_goes_local_at_once_and_probes():
+    s = State(plan=OFF)
+    d, s = decide(Observation(1.0, _est(20.0, up=False), tuple(COSTS), OBJ), s)
+    assert d.plan == LOCAL and d.probe and "link down" in d.reason
+    d, s = decide(Observation(1.1, _est(20.0, up=False), tuple(COSTS), OBJ), s)
+    assert not d.probe  # rate-limited: one probe per interval
+
+
+def _settle(trace, step_at_ms, n=120, start_ms=0.0):
+    link = Link(trace, delay_ms=10.0)
+    arrivals = [start_ms + i * 100.0 for i in range(n)]
+    ctl = Controller(COSTS, OBJ)
+    choose, feedback = R.adaptive(ctl)
+    served = R.run(link, COSTS, arrivals, choose, fallback=LOCAL, feedback=feedback)
+    oracle = R.run(link, COSTS, arrivals, R.oracle([c.plan for c in COSTS if c.accuracy >= 0.9]), fallback=LOCAL)
+    after = [i for i, a in enumerate(arrivals) if a >= step_at_ms]
+    target = oracle[after[-1]].plan.kind
+    last_wrong = max((i for i in after if served[i].plan.kind != target and "explore" not in served[i].reason),
+                     default=after[0] - 1)
+    return last_wrong - after[0] + 1, served, ctl
+
+
+@pytest.mark.parametrize("steps", [[(6, 20.0), (8, 2.0)], [(6, 2.0), (8, 20.0)]], ids=["10x-down", "10x-up"])
+def test_plan_settles_within_5_requests_after_a_10x_step(steps):
+    n_to_settle, served, _ = _settle(Trace.steps(steps), 6000.0, n=140)
+    assert n_to_settle <= 5, [str(s.plan) for s in served[55:75]]
+
+
+def test_outage_no_miss_that_local_alone_would_meet():
+    link = Link(Trace.constant(20.0), 10.0, outages=[(3000.0, 13000.0)])  # 10 s cut
+    arrivals = [i * 100.0 for i in range(200)]
+    ctl = Controller(COSTS, OBJ)
+    choose, feedback = R.adaptive(ctl)
+    served = R.run(link, COSTS, arrivals, choose, fallback=LOCAL, feedback=feedback)
+    local = R.run(link, COSTS, arrivals, R.static(LOCAL), fallback=LOCAL)
+    missed = [s.i for s, lo in zip(served, local) if s.latency_ms > OBJ.deadline_ms >= lo.latency_ms]
+    assert missed == []
+    assert any(s.plan.remote for s in served[170:])  # offload again after recovery
+    assert all(not s.plan.remote or "explore" in s.reason for s in served[40:125])
+
+
+def test_noise_does_not_flap_plans():
+    # capacity alternating +-30% every 300 ms around the local/offload break-even point
+    segs = [(0.3, 3.2 if i % 2 else 2.0) for i in range(200)]
+    _, served, ctl = _settle(Trace.steps(segs), 0.0, n=600)
+    switches = sum(1 for a, b in zip(served, served[1:]) if a.plan != b.plan and "explore" not in b.reason + a.reason)
+    assert switches <= 60 / 10  # at most one switch per 10 s from noise
