@@ -46,12 +46,17 @@ def _stamp(root: Path) -> Optional[dict]:
         return None
 
 
+def current(seed: int = 0) -> bool:
+    """Whether the cached package exists and was built by this VERSION with ``seed``."""
+    stamp = _stamp(package_dir())
+    return bool(stamp) and stamp.get("version") == VERSION and stamp.get("seed") == seed
+
+
 def ensure(seed: int = 0, force: bool = False, confidence: Optional[Callable] = None,
            progress: Optional[Callable[[str], None]] = None) -> Path:
     """The package directory, built first if missing or stale (another version or seed)."""
     root = package_dir()
-    stamp = _stamp(root)
-    if not force and stamp and stamp.get("version") == VERSION and stamp.get("seed") == seed:
+    if not force and current(seed):
         return root
     tmp = root.with_name(f"{NAME}.building-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -87,7 +92,18 @@ def _train(seed: int, epochs: int, progress):
         return [(xt[i:i + 64], yt[i:i + 64]) for i in range(0, len(xt), 64)]
 
     net = train.MultiExitNet()
+    # NOTE: trained weights are cached (plain .npz, no pickles) by version, seed and epochs,
+    # so a change to export or calibration alone does not retrain
+    cached = package_dir().with_name(f"{NAME}-weights-v{VERSION}-s{seed}-e{epochs}.npz")
+    if cached.is_file():
+        with np.load(cached, allow_pickle=False) as z:
+            net.load_state_dict({k: torch.from_numpy(z[k]) for k in z.files})
+        net.eval()
+        return net, train
     train.fit(net, batches, epochs, log=progress)
+    tmp = cached.with_suffix(".part.npz")
+    np.savez(tmp, **{k: v.detach().numpy() for k, v in net.state_dict().items()})
+    tmp.replace(cached)
     return net, train
 
 
@@ -113,8 +129,8 @@ def build(out: Path, seed: int = 0, epochs: int = EPOCHS, confidence: Optional[C
         for k, data in enumerate(g["stages"]):
             ref = w.add_file(f"variants/{wid}/stage{k + 1}.onnx", data)
             last = k == len(g["stages"]) - 1
-            cut = None if last else TensorSpec("h", ("batch",) + g["cuts"][k], np.float32).to_dict()
-            stages.append({"file": ref.file, "input": "x" if k == 0 else "h", "cut": cut,
+            cut = None if last else TensorSpec(f"h{k + 1}", ("batch",) + g["cuts"][k], np.float32).to_dict()
+            stages.append({"file": ref.file, "input": "x" if k == 0 else f"h{k}", "cut": cut,
                            "macs": macs.count(data)})
         widths.append({"id": wid, "mult": mult, "full": {"file": full, "macs": macs.count(g["full"])},
                        "stages": stages})

@@ -108,13 +108,13 @@ class DynamicModel:
                 logits[idx] = res["logits"]
                 break
             if thr[k] == np.inf:
-                h = res["h"]
+                h = res[stage.cut.name]
                 continue
             done = self._score(res["logits"]) >= thr[k]
             logits[idx[done]], exits[idx[done]] = res["logits"][done], k
             if done.all():
                 break
-            idx, h = idx[~done], np.ascontiguousarray(res["h"][~done])
+            idx, h = idx[~done], np.ascontiguousarray(res[stage.cut.name][~done])
         return Result(logits, exits, w.exit_cost()[exits])
 
     def _score(self, logits: np.ndarray) -> np.ndarray:
@@ -127,7 +127,7 @@ class DynamicModel:
         for sess, stage in zip(self._stages[w.id], w.stages):
             res = sess.run({stage.input: h})
             out.append(res["logits"])
-            h = res.get("h")
+            h = res[stage.cut.name] if stage.cut else None
         return out
 
     def confidences(self, exit_logits: List[np.ndarray]) -> np.ndarray:

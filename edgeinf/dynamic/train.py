@@ -161,7 +161,8 @@ def _plain_head(head: SlimHead, cin: int, hw: int) -> nn.Module:
 def export_width(net: MultiExitNet, wi: int) -> dict:
     """ONNX bytes of every stage segment and of the whole model at width index ``wi``.
 
-    Returns ``{"stages": [bytes, ...], "full": bytes, "cuts": [(channels, h, w), ...]}``.
+    Returns ``{"stages": [bytes, ...], "full": bytes, "cuts": [(channels, h, w), ...]}``;
+    stage 1 takes ``x``, stage k > 1 takes ``h<k-1>``; stage k outputs ``h<k>`` and ``logits``.
     """
     segments, cuts, cin, hw = [], [], 1, 32
     with torch.no_grad():
@@ -176,13 +177,14 @@ def export_width(net: MultiExitNet, wi: int) -> dict:
             cuts.append((cin, hw, hw))
         full = nn.Sequential(*[s.body for s in segments], segments[-1].head).eval()
         shapes = [(1, 32, 32)] + cuts[:-1]
-        stages = [_onnx(s, shapes[k], "x" if k == 0 else "h", k == len(segments) - 1)
+        # cut k is named h<k> on both sides: stage k outputs it, stage k+1 takes it
+        stages = [_onnx(s, shapes[k], "x" if k == 0 else f"h{k}", None if k == len(segments) - 1 else f"h{k + 1}")
                   for k, s in enumerate(segments)]
-        return {"stages": stages, "full": _onnx(full, (1, 32, 32), "x", True), "cuts": cuts}
+        return {"stages": stages, "full": _onnx(full, (1, 32, 32), "x", None), "cuts": cuts}
 
 
-def _onnx(module: nn.Module, shape, input_name: str, last: bool) -> bytes:
-    outputs = ["logits"] if last else ["h", "logits"]
+def _onnx(module: nn.Module, shape, input_name: str, cut_name) -> bytes:
+    outputs = ["logits"] if cut_name is None else [cut_name, "logits"]
     buf = io.BytesIO()
     # NOTE: dynamo=False: the dynamo exporter needs onnxscript, which the train extra does
     # not install; the TorchScript exporter handles these plain conv/pool/linear graphs.
