@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="raspberry-pi-4",
                    help=f"emulated device (known: {', '.join(sorted(PACE))}; 'native' = real speed)")
     p.add_argument("--delay-ms", type=float, default=10.0, help="one-way link delay (default 10)")
-    p.add_argument("--deadline-ms", type=float, default=None, help="per-request deadline (default 2.5x local)")
+    p.add_argument("--deadline-ms", type=float, default=None, help="per-request deadline (default 4x local)")
     p.add_argument("--objective", default="latency", choices=["latency", "accuracy", "energy"])
     p.add_argument("--accuracy-floor", type=float, default=0.9, help="min agreement for a plan (default 0.9)")
     p.add_argument("--outage", action="append", default=[], metavar="START:DUR",

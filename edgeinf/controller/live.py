@@ -61,6 +61,9 @@ class LiveEdge:
         if enc and self.pace > 1.0:  # NOTE: runtime leaves encode unpaced; a Pi encodes slower
             time.sleep(enc * (self.pace - 1.0) / 1e3)
         device = tm.get("head", tm.get("full", 0.0)) + enc * self.pace
+        if res.outcome != "offload" and res.transport == "skipped":
+            # the runtime did not try the link (too little time left): nothing learned about it
+            return res.outputs, res.outcome, Measured(plan, True, 0.0)
         if res.outcome != "offload":
             waited = tm.get("send_wait") if res.transport == "timeout" else None
             return res.outputs, res.outcome, Measured(plan, not plan.remote, device if not plan.remote else 0.0,

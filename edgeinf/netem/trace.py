@@ -36,6 +36,7 @@ class Trace:
         self.ms, self.name = ms, name
         # NOTE: mahimahi loops at the last timestamp; a one-line "0" trace would never advance.
         self.period_ms = int(max(ms[-1], 1))
+        self._n_last = int(np.sum(ms == self.period_ms))
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "Trace":
@@ -78,8 +79,11 @@ class Trace:
         """Opportunities with timestamp < ``t_ms`` since time 0 (the trace repeating)."""
         if t_ms <= 0:
             return 0
-        n_per, rem = divmod(float(t_ms), self.period_ms)
-        return int(n_per) * self.ms.size + int(np.searchsorted(self.ms, rem, side="left"))
+        k, rem = divmod(float(t_ms), self.period_ms)
+        n = int(k) * self.ms.size + int(np.searchsorted(self.ms, rem, side="left"))
+        if rem == 0 and k > 0:  # the last period's final opportunity sits exactly at t_ms: not before it
+            n -= self._n_last
+        return n
 
     def nth_time(self, n: int) -> float:
         """Timestamp (ms) of the opportunity with global 0-based index ``n``."""
