@@ -41,6 +41,7 @@ MAX_NDIM = 8
 DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
           "float16", "float32", "float64")
 _DTYPES = {name: np.dtype(name).newbyteorder("<") for name in DTYPES}
+_NAMES = {dt: name for name, dt in _DTYPES.items()}  # dtype.name is slow; this is a dict hit
 
 
 class Kind(IntEnum):
@@ -172,11 +173,14 @@ def pack_raw(arrays: Mapping[str, np.ndarray]) -> Tuple[List[dict], List[np.ndar
     specs, frames = [], []
     for name, a in arrays.items():
         a = np.asarray(a)
-        if a.dtype.name not in _DTYPES:
-            raise BadTensor(f"tensor {name!r}: dtype {a.dtype} is not allowed; allowed: {', '.join(DTYPES)}")
-        # no copy unless strided or big-endian (np.ascontiguousarray would turn 0-d into 1-d)
-        a = np.require(a, dtype=_DTYPES[a.dtype.name], requirements="C")
-        specs.append({"name": str(name), "dtype": a.dtype.name, "shape": list(a.shape)})
+        dt = _NAMES.get(a.dtype)
+        if dt is None or not a.flags.c_contiguous:  # slow path: strided or big-endian
+            dt = a.dtype.name
+            if dt not in _DTYPES:
+                raise BadTensor(f"tensor {name!r}: dtype {a.dtype} is not allowed; allowed: {', '.join(DTYPES)}")
+            # (np.ascontiguousarray would turn 0-d into 1-d)
+            a = np.require(a, dtype=_DTYPES[dt], requirements="C")
+        specs.append({"name": str(name), "dtype": dt, "shape": list(a.shape)})
         frames.append(a)
     return specs, frames
 
@@ -244,11 +248,14 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not allowed")
 
 
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)  # no NaN/Infinity
+
+
 def _metadata(raw: memoryview, kind: Kind, limits: Limits) -> dict:
     if not raw.nbytes:
         return {}
     try:
-        meta = json.loads(bytes(raw), parse_constant=_reject_constant)  # at most max_meta bytes
+        meta = _JSON.decode(str(raw, "utf-8"))  # at most max_meta bytes
     except (ValueError, RecursionError, UnicodeDecodeError) as e:
         raise BadMetadata(f"metadata is not valid JSON: {str(e)[:120]}") from None
     if not isinstance(meta, dict):

@@ -1,0 +1,183 @@
+"""``edgeinf bench transport``: our protocol against bare pyzmq, same sockets, same run.
+
+Both sides are a DEALER client and a ROUTER echo thread on TCP loopback. "bare" sends the
+payload bytes as one frame and gets a 1-byte ack; "ours" packs the same bytes as an INFER
+tensor (header + metadata + zero-copy frame), the server decodes it to a numpy view and
+answers a RESULT, which the client decodes. ``client`` adds the edge Client's I/O thread.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import zmq
+
+from ..transport import _util, protocol
+from ..transport.protocol import Kind
+
+SIZES = {"64k": 64 * 1024, "1m": 2**20, "8m": 8 * 2**20}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("transport", help="protocol overhead vs bare pyzmq (RTT, 64 KB / 1 MB / 8 MB)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--seconds", type=float, default=1.0, help="time per measurement (default 1)")
+    p.set_defaults(func=run)
+
+
+def _server(ctx, endpoint, mode, ready, stop):
+    s = _util.socket(ctx, zmq.ROUTER)
+    s.bind(endpoint)
+    ready.set()
+    while not stop.is_set():
+        if not s.poll(50):
+            continue
+        frames = s.recv_multipart(copy=False)
+        if mode == "bare":
+            s.send_multipart([frames[0], b"k"], copy=False)
+            continue
+        msg = protocol.decode(frames[1:])
+        msg.arrays()  # the numpy views a worker would run on
+        s.send_multipart([frames[0], *protocol.encode(Kind.RESULT, {"id": msg.id, "tensors": []})], copy=False)
+    s.close(linger=0)
+
+
+def _timed(fn, seconds: float) -> list:
+    times, end = [], time.perf_counter() + seconds
+    while time.perf_counter() < end or len(times) < 3:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def _measure(fn, seconds: float) -> float:
+    """Median seconds per call over ``seconds`` (after a warm-up)."""
+    for _ in range(3):
+        fn()
+    return float(np.median(_timed(fn, seconds)))
+
+
+def _calls(socks, arr) -> dict:
+    def bare():
+        socks["bare"].send(arr, copy=False)
+        socks["bare"].recv(copy=False)
+
+    meta = {"id": 1, "budget_ms": 1000, "pkg": "0" * 64, "cut": "c", "codec": "raw"}
+
+    def ours():
+        specs, frames = protocol.pack_raw({"t": arr})
+        socks["ours"].send_multipart(protocol.encode(Kind.INFER, {**meta, "tensors": specs}, frames), copy=False)
+        protocol.decode(socks["ours"].recv_multipart(copy=False)).arrays()
+
+    return {"bare": bare, "ours": ours}
+
+
+def _pairs(seconds: float, payloads: dict, rounds: int = 8) -> dict:
+    """Median s/call per mode and payload. The modes alternate in short rounds so that the
+    drifts of a shared machine hit both alike."""
+    ctx = zmq.Context()
+    stop, threads, socks = threading.Event(), [], {}
+    try:
+        for mode in ("bare", "ours"):
+            ready, ep = threading.Event(), f"tcp://127.0.0.1:{_free_port()}"
+            th = threading.Thread(target=_server, args=(ctx, ep, mode, ready, stop), daemon=True)
+            th.start()
+            threads.append(th)
+            ready.wait(5)
+            socks[mode] = _util.socket(ctx, zmq.DEALER)
+            socks[mode].connect(ep)
+        out = {"bare": {}, "ours": {}}
+        for name, arr in payloads.items():
+            calls, samples = _calls(socks, arr), {"bare": [], "ours": []}
+            for fn in calls.values():
+                for _ in range(3):
+                    fn()
+            for _ in range(rounds):
+                for mode, fn in calls.items():
+                    samples[mode] += _timed(fn, seconds / rounds)
+            for mode in out:
+                out[mode][name] = float(np.median(samples[mode]))
+        return out
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(5)
+        for sock in socks.values():
+            sock.close(linger=0)
+        ctx.term()
+
+
+def _client_rtt(seconds: float) -> float:
+    """Small-message RTT through the full edge Client (its I/O thread and Future)."""
+    from ..transport.client import Client
+
+    ctx = zmq.Context()
+    ready, stop = threading.Event(), threading.Event()
+    ep = f"tcp://127.0.0.1:{_free_port()}"
+    th = threading.Thread(target=_echo_worker, args=(ctx, ep, ready, stop), daemon=True)
+    th.start()
+    ready.wait(5)
+    specs, frames = protocol.pack_raw({"t": np.zeros(16, np.float32)})
+    try:
+        with Client([ep]) as cl:
+            cl.wait_ready(5)
+            return _measure(lambda: cl.infer("0" * 64, "c", specs, frames, timeout=1.0), seconds)
+    finally:
+        stop.set()
+        th.join(5)
+        ctx.term()
+
+
+def _echo_worker(ctx, ep, ready, stop):
+    s = _util.socket(ctx, zmq.ROUTER)
+    s.bind(ep)
+    ready.set()
+    while not stop.is_set():
+        if not s.poll(50):
+            continue
+        frames = s.recv_multipart(copy=False)
+        msg = protocol.decode(frames[1:])
+        kind = Kind.RESULT if msg.kind == Kind.INFER else msg.kind
+        meta = {"id": msg.id, "tensors": []} if kind == Kind.RESULT else {}
+        s.send_multipart([frames[0], *protocol.encode(kind, meta)], copy=False)
+    s.close(linger=0)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure(seconds: float = 1.0) -> dict:
+    payloads = {"rtt_small": np.zeros(16, np.float32),
+                **{k: np.random.default_rng(0).integers(0, 255, n, dtype=np.uint8) for k, n in SIZES.items()}}
+    res = _pairs(seconds, payloads)
+    bare, ours = res["bare"], res["ours"]
+    report = {"rtt_small": {"bare_us": round(bare["rtt_small"] * 1e6, 1), "ours_us": round(ours["rtt_small"] * 1e6, 1),
+                            "added_us": round((ours["rtt_small"] - bare["rtt_small"]) * 1e6, 1),
+                            "client_us": round(_client_rtt(seconds) * 1e6, 1)}}
+    for k, n in SIZES.items():
+        report[k] = {"bytes": n, "ratio": round(ours[k] / bare[k], 3), "gbps": round(n * 8 / ours[k] / 1e9, 2),
+                     "bare_gbps": round(n * 8 / bare[k] / 1e9, 2), "ours_ms": round(ours[k] * 1e3, 3)}
+    return report
+
+
+def run(args) -> int:
+    from ..cli._util import print_json
+
+    report = measure(args.seconds)
+    if args.json:
+        print_json(report)
+        return 0
+    r = report["rtt_small"]
+    print(f"small-message RTT: bare {r['bare_us']} us, ours {r['ours_us']} us (+{r['added_us']} us); "
+          f"through Client {r['client_us']} us")
+    for k in SIZES:
+        v = report[k]
+        print(f"{k:>4}: ours/bare time ratio {v['ratio']:.3f}, ours {v['gbps']} Gbit/s, bare {v['bare_gbps']} Gbit/s")
+    return 0
