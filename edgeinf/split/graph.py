@@ -149,7 +149,8 @@ def find_cuts(g: Graph, max_tensors: int = 2) -> Tuple[List[CutInfo], List[str]]
 
 def _gap_notes(g: Graph, cuts: List[CutInfo], narrowest: Dict[int, int], k: int) -> List[str]:
     """Explain stretches of ``>= 4`` compute nodes between consecutive cuts."""
-    notes = []
+    notes = [f"control-flow node {n.name} ({n.op}) is never cut through: its subgraphs stay whole "
+             "on one side" for n in g.nodes if n.op in CONTROL_FLOW]
     have = sorted({c.position for c in cuts})
     bounds = [0] + have + [len(g.nodes)]
     for lo, hi in zip(bounds, bounds[1:]):

@@ -1,0 +1,51 @@
+"""The Neurosurgeon figure: per cut, device-side time and crossing size.
+
+Bars: head time (on the target device when the profile was scaled to one, else measured
+here) stacked with the tail time measured here; line (right axis, log scale): bytes that
+cross, raw and with the smallest codec.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+
+def plot_profile(profile: dict, out: Union[str, Path]) -> Path:
+    """Write the PNG for a :func:`~edgeinf.split.profile.profile_model` result."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    cuts = profile["cuts"]
+    dev = profile.get("device")
+    x = range(len(cuts))
+    head = [c.get("device_head_ms", c["head"]["median_ms"]) for c in cuts]
+    tail = [c["tail"]["median_ms"] for c in cuts]
+    fig, ax = plt.subplots(figsize=(max(8, len(cuts) * 0.12), 4.5))
+    head_label = f"head on {dev['name']} (scaled, ms)" if dev else "head here (measured, ms)"
+    ax.bar(x, head, color="#4c72b0", label=head_label)
+    ax.bar(x, tail, bottom=head, color="#dd8452", alpha=0.6, label="tail here (measured, ms)")
+    ax.set_xlabel("cut (in graph order)")
+    ax.set_ylabel("time (ms)")
+    ax2 = ax.twinx()
+    ax2.plot(x, [c["bytes"] / 1024 for c in cuts], "k.-", lw=1, ms=3, label="crossing raw (KiB)")
+    best = [min(c["codec_bytes"].values()) / 1024 for c in cuts if c.get("codec_bytes")]
+    if len(best) == len(cuts):
+        name = min(cuts[0]["codec_bytes"], key=cuts[0]["codec_bytes"].get)
+        ax2.plot(x, best, "g.--", lw=1, ms=3, label=f"crossing {name} (KiB)")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("crossing size (KiB, log)")
+    step = max(1, len(cuts) // 20)
+    ax.set_xticks(list(x)[::step])
+    ax.set_xticklabels([c["id"] for c in cuts][::step], rotation=60, fontsize=7)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper center")
+    ax.set_title(f"{Path(profile['model']).name}: per-cut time and crossing size")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
