@@ -172,8 +172,9 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
         if (!out.dtype().is(want)) throw std::invalid_argument("out must have dtype " + std::string(py::str(want)));
         if (!(out.flags() & py::array::c_style) || !out.writeable())
             throw std::invalid_argument("out must be a writeable C-contiguous array");
-        if (static_cast<uint64_t>(out.size()) != h.numel)
-            throw std::invalid_argument("out has " + std::to_string(out.size()) + " elements, the tensor " + std::to_string(h.numel));
+        bool same = out.ndim() == h.ndim;
+        for (int i = 0; same && i < h.ndim; ++i) same = static_cast<uint64_t>(out.shape(i)) == h.dims[i];
+        if (!same) throw FormatError("out shape does not match the encoded tensor's shape");
     }
     void* dst = out.mutable_data();
     const size_t out_len = static_cast<size_t>(out.nbytes());

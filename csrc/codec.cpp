@@ -7,13 +7,13 @@
 
 #include "codec.h"
 #include "half.h"
+#include "pack.h"
 
 namespace edgeinf {
 
 namespace {
 
 constexpr uint8_t kMagic[4] = {'E', 'I', 'T', 'C'};
-constexpr size_t kChunk = 1024;  // codes staged on the stack between quantize and pack
 
 template <typename T>
 T load_le(const uint8_t* p) {
@@ -41,56 +41,6 @@ void split_shape(int ndim, const uint64_t* dims, int axis, uint64_t* outer, uint
         else if (i == axis) *ch = dims[i];
         else *inner *= dims[i];
     }
-}
-
-// ---- bit packing (SWAR, portable) ----
-void pack_codes(const uint8_t* codes, size_t n, int bits, uint8_t* dst) {
-    const size_t per = 8 / bits;
-    size_t i = 0, o = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x = load_le<uint64_t>(codes + i);
-        if (bits == 4) {
-            x = (x | (x >> 4)) & 0x00FF00FF00FF00FFull;
-            x = (x | (x >> 8)) & 0x0000FFFF0000FFFFull;
-            x = (x | (x >> 16)) & 0xFFFFFFFFull;
-            store_le<uint32_t>(dst + o, static_cast<uint32_t>(x));
-            o += 4;
-        } else {  // 2 bits
-            x = (x | (x >> 6)) & 0x00FF00FF00FF00FFull;
-            x = (x | (x >> 12)) & 0x0000FFFF0000FFFFull;
-            x = (x | (x >> 24)) & 0xFFFFull;
-            store_le<uint16_t>(dst + o, static_cast<uint16_t>(x));
-            o += 2;
-        }
-    }
-    for (; i < n; i += per) {  // tail: a partial last byte keeps its unused bits 0
-        uint8_t b = 0;
-        for (size_t k = 0; k < per && i + k < n; ++k) b |= codes[i + k] << (k * bits);
-        dst[o++] = b;
-    }
-}
-
-void unpack_codes(const uint8_t* src, size_t n, int bits, uint8_t* codes) {
-    size_t i = 0, o = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x;
-        if (bits == 4) {
-            x = load_le<uint32_t>(src + o);
-            o += 4;
-            x = (x | (x << 16)) & 0x0000FFFF0000FFFFull;
-            x = (x | (x << 8)) & 0x00FF00FF00FF00FFull;
-            x = (x | (x << 4)) & 0x0F0F0F0F0F0F0F0Full;
-        } else {
-            x = load_le<uint16_t>(src + o);
-            o += 2;
-            x = (x | (x << 24)) & 0x000000FF000000FFull;
-            x = (x | (x << 12)) & 0x000F000F000F000Full;
-            x = (x | (x << 6)) & 0x0303030303030303ull;
-        }
-        store_le<uint64_t>(codes + i, x);
-    }
-    const int mask = (1 << bits) - 1;
-    for (; i < n; ++i) codes[i] = (src[(i * bits) / 8] >> ((i * bits) % 8)) & mask;
 }
 
 struct QParams {
@@ -121,16 +71,12 @@ void quant_run(const CodecOps& ops, const float* x, size_t n, uint64_t e0, const
     }
     const uint64_t per = 8 / bits;
     size_t i = 0;
-    uint8_t codes[kChunk];
+    uint8_t codes[1];
     for (; i < n && (e0 + i) % per != 0; ++i) {  // join the byte the previous run began
         ops.quantize(x + i, 1, p.inv, p.lo, p.hi, p.zp, codes);
         payload[(e0 + i) / per] |= codes[0] << (((e0 + i) % per) * bits);
     }
-    for (; i < n; i += kChunk) {
-        const size_t m = n - i < kChunk ? n - i : kChunk;
-        ops.quantize(x + i, m, p.inv, p.lo, p.hi, p.zp, codes);
-        pack_codes(codes, m, bits, payload + (e0 + i) / per);
-    }
+    if (i < n) ops.quantize_packed(x + i, n - i, bits, p.inv, p.lo, p.hi, p.zp, payload + (e0 + i) / per);
 }
 
 void dequant_run(const CodecOps& ops, const uint8_t* payload, size_t n, uint64_t e0,
@@ -142,16 +88,12 @@ void dequant_run(const CodecOps& ops, const uint8_t* payload, size_t n, uint64_t
     const uint64_t per = 8 / bits;
     const int mask = (1 << bits) - 1;
     size_t i = 0;
-    uint8_t codes[kChunk];
+    uint8_t codes[1];
     for (; i < n && (e0 + i) % per != 0; ++i) {
         codes[0] = (payload[(e0 + i) / per] >> (((e0 + i) % per) * bits)) & mask;
         ops.dequantize(codes, 1, zp, scale, out + i);
     }
-    for (; i < n; i += kChunk) {
-        const size_t m = n - i < kChunk ? n - i : kChunk;
-        unpack_codes(payload + (e0 + i) / per, m, bits, codes);
-        ops.dequantize(codes, m, zp, scale, out + i);
-    }
+    if (i < n) ops.dequantize_packed(payload + (e0 + i) / per, n - i, bits, zp, scale, out + i);
 }
 
 }  // namespace

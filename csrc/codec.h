@@ -109,6 +109,12 @@ struct CodecOps {
                      uint8_t* codes);
     // out[i] = float(codes[i] - zp) * scale
     void (*dequantize)(const uint8_t* codes, size_t n, int32_t zp, float scale, float* out);
+    // quantize + bit-pack (bits 4 or 2) n values into dst, the first at a byte boundary
+    void (*quantize_packed)(const float* x, size_t n, int bits, float inv_scale, float lo,
+                            float hi, int32_t zp, uint8_t* dst);
+    // unpack (bits 4 or 2) + dequantize n codes, the first at a byte boundary of src
+    void (*dequantize_packed)(const uint8_t* src, size_t n, int bits, int32_t zp, float scale,
+                              float* out);
     void (*f32_to_f16)(const float* x, size_t n, uint8_t* out);   // out unaligned
     void (*f16_to_f32)(const uint8_t* in, size_t n, float* out);  // in unaligned
     void (*f32_to_bf16)(const float* x, size_t n, uint8_t* out);

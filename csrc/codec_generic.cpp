@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "codec.h"
+#include "pack.h"
 #include "half.h"
 
 namespace edgeinf {
@@ -72,9 +73,17 @@ void bf16_to_f32_generic(const uint8_t* in, size_t n, float* out) {
     for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32_scalar(load_u16(in + 2 * i));
 }
 
+void quantize_packed_generic(const float* x, size_t n, int bits, float inv, float lo, float hi,
+                         int32_t zp, uint8_t* dst) {
+    quantize_packed_via(quantize_generic, x, n, bits, inv, lo, hi, zp, dst);
+}
+void dequantize_packed_generic(const uint8_t* src, size_t n, int bits, int32_t zp, float scale, float* out) {
+    dequantize_packed_via(dequantize_generic, src, n, bits, zp, scale, out);
+}
+
 }  // namespace
 
-const CodecOps kCodecGeneric = {minmax_generic,     quantize_generic,   dequantize_generic,
+const CodecOps kCodecGeneric = {minmax_generic,     quantize_generic,   dequantize_generic, quantize_packed_generic, dequantize_packed_generic,
                                 f32_to_f16_generic, f16_to_f32_generic, f32_to_bf16_generic,
                                 bf16_to_f32_generic};
 

@@ -228,6 +228,12 @@ def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = Non
         Bounds on elements, dims and payload bytes (default :class:`Limits`).
     """
     lim = limits or DEFAULT_LIMITS
+    try:
+        # fast path: float32 without a lossless stage needs one native call (it checks all)
+        if len(buf) > 7 and not buf[6] & 6 and buf[7] == 1 and (out is None or isinstance(out, np.ndarray)):
+            return kernels.decode(buf, out, lim.max_elements, lim.max_ndim, lim.max_bytes, None)
+    except (kernels.FormatError, TypeError, BufferError) as e:
+        raise CodecError(f"bad encoded tensor: {e}") from e
     h = header_info(buf, lim)
     if out is not None and (not isinstance(out, np.ndarray) or out.shape != h.shape or out.dtype != h.dtype):
         got = (getattr(out, "shape", None), getattr(out, "dtype", type(out).__name__))

@@ -3,6 +3,7 @@
 #include <arm_neon.h>
 
 #include "codec.h"
+#include "pack.h"
 
 namespace edgeinf {
 namespace {
@@ -88,9 +89,17 @@ void bf16_to_f32_neon(const uint8_t* in, size_t n, float* out) {
     kCodecGeneric.bf16_to_f32(in + 2 * i, n - i, out + i);
 }
 
+void quantize_packed_neon(const float* x, size_t n, int bits, float inv, float lo, float hi,
+                         int32_t zp, uint8_t* dst) {
+    quantize_packed_via(quantize_neon, x, n, bits, inv, lo, hi, zp, dst);
+}
+void dequantize_packed_neon(const uint8_t* src, size_t n, int bits, int32_t zp, float scale, float* out) {
+    dequantize_packed_via(dequantize_neon, src, n, bits, zp, scale, out);
+}
+
 }  // namespace
 
-extern const CodecOps kCodecNEON = {minmax_neon,     quantize_neon,   dequantize_neon,
+extern const CodecOps kCodecNEON = {minmax_neon,     quantize_neon,   dequantize_neon, quantize_packed_neon, dequantize_packed_neon,
                                     f32_to_f16_neon, f16_to_f32_neon, f32_to_bf16_neon,
                                     bf16_to_f32_neon};
 

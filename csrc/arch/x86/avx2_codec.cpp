@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "codec.h"
+#include "pack.h"
 #include "half.h"
 
 namespace edgeinf {
@@ -43,19 +44,53 @@ inline __m256i quant8(const float* x, __m256 inv, __m256 lo, __m256 hi, __m256i 
     return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
 }
 
+struct QuantConst {
+    __m256 inv, lo, hi;
+    __m256i zp, perm;
+    QuantConst(float i, float l, float h, int32_t z)
+        : inv(_mm256_set1_ps(i)), lo(_mm256_set1_ps(l)), hi(_mm256_set1_ps(h)),
+          zp(_mm256_set1_epi32(z)), perm(_mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)) {}
+};
+
+// 32 floats -> 32 code bytes in order
+inline __m256i quant32(const float* x, const QuantConst& k) {
+    __m256i a = quant8(x, k.inv, k.lo, k.hi, k.zp), b = quant8(x + 8, k.inv, k.lo, k.hi, k.zp);
+    __m256i c = quant8(x + 16, k.inv, k.lo, k.hi, k.zp), d = quant8(x + 24, k.inv, k.lo, k.hi, k.zp);
+    __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    return _mm256_permutevar8x32_epi32(bytes, k.perm);
+}
+
 void quantize_avx2(const float* x, size_t n, float inv_scale, float lo, float hi, int32_t zp,
                    uint8_t* codes) {
-    const __m256 vi = _mm256_set1_ps(inv_scale), vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi);
-    const __m256i vz = _mm256_set1_epi32(zp), perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const QuantConst k(inv_scale, lo, hi, zp);
     size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256i a = quant8(x + i, vi, vl, vh, vz), b = quant8(x + i + 8, vi, vl, vh, vz);
-        __m256i c = quant8(x + i + 16, vi, vl, vh, vz), d = quant8(x + i + 24, vi, vl, vh, vz);
-        __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + i),
-                            _mm256_permutevar8x32_epi32(bytes, perm));
-    }
+    for (; i + 32 <= n; i += 32)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + i), quant32(x + i, k));
     kCodecGeneric.quantize(x + i, n - i, inv_scale, lo, hi, zp, codes + i);
+}
+
+void quantize_packed_avx2(const float* x, size_t n, int bits, float inv, float lo, float hi,
+                          int32_t zp, uint8_t* dst) {
+    const QuantConst k(inv, lo, hi, zp);
+    size_t i = 0;
+    if (bits == 4) {
+        const __m256i w = _mm256_set1_epi16(0x1001);  // bytes {1, 16}: c0 + 16 * c1
+        for (; i + 32 <= n; i += 32) {
+            __m256i p = _mm256_maddubs_epi16(quant32(x + i, k), w);
+            p = _mm256_permute4x64_epi64(_mm256_packus_epi16(p, p), 0x08);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i / 2), _mm256_castsi256_si128(p));
+        }
+    } else {
+        const __m256i w1 = _mm256_set1_epi16(0x0401), w2 = _mm256_set1_epi32(0x00100001);
+        const __m256i pick = _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0);
+        for (; i + 32 <= n; i += 32) {
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(quant32(x + i, k), w1), w2);
+            p = _mm256_packus_epi16(_mm256_packus_epi32(p, p), p);
+            p = _mm256_permutevar8x32_epi32(p, pick);
+            _mm_storel_epi64(reinterpret_cast<__m128i*>(dst + i / 4), _mm256_castsi256_si128(p));
+        }
+    }
+    if (i < n) quantize_packed_via(kCodecGeneric.quantize, x + i, n - i, bits, inv, lo, hi, zp, dst + i * bits / 8);
 }
 
 void dequantize_avx2(const uint8_t* codes, size_t n, int32_t zp, float scale, float* out) {
@@ -70,6 +105,40 @@ void dequantize_avx2(const uint8_t* codes, size_t n, int32_t zp, float scale, fl
         _mm256_storeu_ps(out + i + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(q1), vs));
     }
     kCodecGeneric.dequantize(codes + i, n - i, zp, scale, out + i);
+}
+
+inline void dequant16(__m128i codes, __m256i vz, __m256 vs, float* out) {
+    __m256i q0 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(codes), vz);
+    __m256i q1 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(codes, 8)), vz);
+    _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(q0), vs));
+    _mm256_storeu_ps(out + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(q1), vs));
+}
+
+void dequantize_packed_avx2(const uint8_t* src, size_t n, int bits, int32_t zp, float scale,
+                            float* out) {
+    const __m256 vs = _mm256_set1_ps(scale);
+    const __m256i vz = _mm256_set1_epi32(zp);
+    size_t i = 0;
+    if (bits == 4) {
+        const __m128i m = _mm_set1_epi8(0x0F);
+        for (; i + 32 <= n; i += 32) {
+            __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i / 2));
+            __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+            dequant16(_mm_unpacklo_epi8(lo, hi), vz, vs, out + i);
+            dequant16(_mm_unpackhi_epi8(lo, hi), vz, vs, out + i + 16);
+        }
+    } else {
+        const __m128i m = _mm_set1_epi8(0x03);
+        for (; i + 32 <= n; i += 32) {
+            __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i / 4));
+            __m128i x0 = _mm_and_si128(b, m), x1 = _mm_and_si128(_mm_srli_epi16(b, 2), m);
+            __m128i x2 = _mm_and_si128(_mm_srli_epi16(b, 4), m), x3 = _mm_and_si128(_mm_srli_epi16(b, 6), m);
+            __m128i p01 = _mm_unpacklo_epi8(x0, x1), p23 = _mm_unpacklo_epi8(x2, x3);
+            dequant16(_mm_unpacklo_epi16(p01, p23), vz, vs, out + i);
+            dequant16(_mm_unpackhi_epi16(p01, p23), vz, vs, out + i + 16);
+        }
+    }
+    if (i < n) dequantize_packed_via(kCodecGeneric.dequantize, src + i * bits / 8, n - i, bits, zp, scale, out + i);
 }
 
 void f32_to_f16_avx2(const float* x, size_t n, uint8_t* out) {
@@ -111,7 +180,7 @@ void bf16_to_f32_avx2(const uint8_t* in, size_t n, float* out) {
 
 }  // namespace
 
-extern const CodecOps kCodecAVX2 = {minmax_avx2,     quantize_avx2,   dequantize_avx2,
+extern const CodecOps kCodecAVX2 = {minmax_avx2,     quantize_avx2,   dequantize_avx2, quantize_packed_avx2, dequantize_packed_avx2,
                                     f32_to_f16_avx2, f16_to_f32_avx2, f32_to_bf16_avx2,
                                     bf16_to_f32_avx2};
 

@@ -2,6 +2,7 @@
 #include <smmintrin.h>
 
 #include "codec.h"
+#include "pack.h"
 
 namespace edgeinf {
 namespace {
@@ -84,9 +85,17 @@ void bf16_to_f32_sse41(const uint8_t* in, size_t n, float* out) {
 void f32_to_f16_sse41(const float* x, size_t n, uint8_t* out) { kCodecGeneric.f32_to_f16(x, n, out); }
 void f16_to_f32_sse41(const uint8_t* in, size_t n, float* out) { kCodecGeneric.f16_to_f32(in, n, out); }
 
+void quantize_packed_sse41(const float* x, size_t n, int bits, float inv, float lo, float hi,
+                         int32_t zp, uint8_t* dst) {
+    quantize_packed_via(quantize_sse41, x, n, bits, inv, lo, hi, zp, dst);
+}
+void dequantize_packed_sse41(const uint8_t* src, size_t n, int bits, int32_t zp, float scale, float* out) {
+    dequantize_packed_via(dequantize_sse41, src, n, bits, zp, scale, out);
+}
+
 }  // namespace
 
-extern const CodecOps kCodecSSE41 = {minmax_sse41,      quantize_sse41,    dequantize_sse41,
+extern const CodecOps kCodecSSE41 = {minmax_sse41,      quantize_sse41,    dequantize_sse41, quantize_packed_sse41, dequantize_packed_sse41,
                                      f32_to_f16_sse41,  f16_to_f32_sse41,  f32_to_bf16_sse41,
                                      bf16_to_f32_sse41};
 
