@@ -20,8 +20,10 @@ def pkg_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def request_frames(pkg_dir):
-    x = {"add_90_out": np.random.default_rng(0).random((1, 160, 7, 7), dtype=np.float32)}
-    return open_package(pkg_dir, verify=False).hash, protocol.pack_raw(x)
+    pkg = open_package(pkg_dir, verify=False)
+    cut = pkg.cut(testing.split_cut(pkg))
+    x = {t.name: np.random.default_rng(0).random(t.shape, dtype=np.float32) for t in cut.tensors}
+    return pkg.hash, cut.id, protocol.pack_raw(x)
 
 
 def _keys(tmp_path):
@@ -46,10 +48,10 @@ def secured(tmp_path, pkg_dir):
     w.kill()
 
 
-def _infer(c, pkg_hash, frames, timeout=1.5):
-    specs, bufs = frames
+def _infer(c, req, timeout=1.5):
+    pkg_hash, cut, (specs, bufs) = req
     t = time.monotonic()
-    r = c.infer(pkg_hash, "c90", specs, bufs, timeout=timeout)
+    r = c.infer(pkg_hash, cut, specs, bufs, timeout=timeout)
     return r, time.monotonic() - t
 
 
@@ -62,10 +64,9 @@ def test_keys_generate_writes_a_private_secret(tmp_path):
 
 def test_only_the_allowlisted_key_is_served(secured, request_frames):
     w, keys, _ = secured
-    pkg_hash, frames = request_frames
     with Client(w.endpoint, server_key=keys["server"][0], client_key=keys["alice"][1]) as alice:
         assert alice.wait_ready(10)
-        r, _ = _infer(alice, pkg_hash, frames)
+        r, _ = _infer(alice, request_frames)
         assert r.ok, r
     intruders = {
         "unknown key": dict(server_key=keys["server"][0], client_key=keys["mallory"][1]),
@@ -77,7 +78,7 @@ def test_only_the_allowlisted_key_is_served(secured, request_frames):
             end = time.monotonic() + 2.0  # the client's own requests end, and it notices, fast
             outcomes = []
             while time.monotonic() < end:
-                r, took = _infer(c, pkg_hash, frames, timeout=1.0)
+                r, took = _infer(c, request_frames, timeout=1.0)
                 assert not r.ok and took < 2.0, (what, r)
                 outcomes.append(r.outcome)
                 time.sleep(0.1)
@@ -88,19 +89,18 @@ def test_only_the_allowlisted_key_is_served(secured, request_frames):
         assert probe.recv(0.5) is None
     with Client(w.endpoint, server_key=keys["server"][0], client_key=keys["alice"][1]) as alice:
         assert alice.wait_ready(10)
-        r, _ = _infer(alice, pkg_hash, frames)
+        r, _ = _infer(alice, request_frames)
         assert r.ok and r.load is not None
 
 
 def test_revocation_applies_to_an_open_connection(secured, request_frames):
     w, keys, allow = secured
-    pkg_hash, frames = request_frames
     with Client(w.endpoint, server_key=keys["server"][0], client_key=keys["alice"][1]) as alice:
         assert alice.wait_ready(10)
-        assert _infer(alice, pkg_hash, frames)[0].ok
+        assert _infer(alice, request_frames)[0].ok
         (allow / "alice.key").unlink()  # the connection stays open; the next message must fail
         time.sleep(0.3)
-        r, took = _infer(alice, pkg_hash, frames)
+        r, took = _infer(alice, request_frames)
         assert r.outcome is Outcome.AUTH_FAILED and took < 1.0, (r, took)
 
 

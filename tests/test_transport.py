@@ -12,7 +12,6 @@ from edgeinf.runtime import EdgeRuntime
 from edgeinf.transport import Client, Outcome, protocol, testing
 from edgeinf.transport.protocol import ErrorCode, Kind
 
-SPLIT = Plan("split", cut="c90")
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +22,11 @@ def pkg_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pkg(pkg_dir):
     return open_package(pkg_dir)
+
+
+@pytest.fixture(scope="module")
+def split(pkg):
+    return Plan("split", cut=testing.split_cut(pkg))
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +46,11 @@ def _runtime(pkg, endpoint, **kw):
     return rt
 
 
-def test_split_and_offload_equal_local_exactly(pkg, worker, x):
+def test_split_and_offload_equal_local_exactly(pkg, worker, x, split):
     seen = []
     with _runtime(pkg, worker.endpoint, observer=seen.append) as rt:
         ref = rt.run(x, Plan("local"))
-        for plan in (SPLIT, Plan("offload")):
+        for plan in (split, Plan("offload")):
             r = rt.run(x, plan)
             assert r.outcome == "offload", (plan, r.transport, r.error)
             assert np.array_equal(r.outputs["logits"], ref.outputs["logits"]), plan
@@ -55,7 +59,7 @@ def test_split_and_offload_equal_local_exactly(pkg, worker, x):
         assert [s.outcome for s in seen] == ["local", "offload", "offload"]
 
 
-def test_codecs_within_codec_error(pkg, worker, x):
+def test_codecs_within_codec_error(pkg, worker, x, split):
     from edgeinf.transport import _util
 
     lossy = [c for c in _util.codec_names() if c != "raw"]
@@ -64,7 +68,7 @@ def test_codecs_within_codec_error(pkg, worker, x):
     with _runtime(pkg, worker.endpoint) as rt:
         ref = rt.run(x, Plan("local")).outputs["logits"]
         for codec in lossy:
-            r = rt.run(x, Plan("split", cut="c90", codec=codec))
+            r = rt.run(x, Plan("split", cut=split.cut, codec=codec))
             assert r.outcome == "offload", (codec, r.error)
             rel = np.abs(r.outputs["logits"] - ref).max() / np.abs(ref).max()
             assert rel < 0.25, f"{codec}: relative error {rel:.3f}"
@@ -119,10 +123,10 @@ def test_kill_9_in_flight_falls_back_by_deadline_and_recovers(pkg, pkg_dir, x):
         w2.kill()
 
 
-def test_dead_server_is_marked_down_and_requests_go_local_at_once(pkg, x, tmp_path):
+def test_dead_server_is_marked_down_and_requests_go_local_at_once(pkg, x, split):
     with EdgeRuntime(pkg, ["tcp://127.0.0.1:1"], deadline_s=1.0) as rt:  # nothing listens there
         t = time.monotonic()
-        r = rt.run(x, SPLIT)
+        r = rt.run(x, split)
         assert r.outcome == "local_fallback" and r.transport == "down"
         assert time.monotonic() - t < 0.5
 
@@ -165,7 +169,7 @@ def test_bad_input_gets_errors_and_others_keep_being_served(pkg, pkg_dir, x):
         small = protocol.pack_raw({"input": np.zeros((1, 3, 32, 32), np.float32)})
         raw.send_msg(Kind.INFER, {**ok_meta, "id": 3, "tensors": small[0]}, small[1])
         r = raw.recv()
-        assert r.meta["code"] == ErrorCode.BAD_INPUT and "1x3x224x224" in r.meta["msg"]
+        assert r.meta["code"] == ErrorCode.BAD_INPUT and "3x224x224" in r.meta["msg"]
         raw.send([b"garbage"])
         assert raw.recv().meta["code"] == ErrorCode.PROTOCOL
         raw.send(protocol.encode(Kind.INFER, ok_meta, frames)[:1])  # truncated: tensor frame missing

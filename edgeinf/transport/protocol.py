@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -40,7 +41,10 @@ FLAG_CACHED = 0x1
 MAX_NDIM = 8
 DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
           "float16", "float32", "float64")
-_DTYPES = {name: np.dtype(name).newbyteorder("<") for name in DTYPES}
+# wire dtypes are little-endian; on little-endian hosts keep numpy's canonical dtype objects
+# (the native codec binding compares dtype objects, not just their equivalence)
+_DTYPES = {name: np.dtype(name) if sys.byteorder == "little" else np.dtype(name).newbyteorder("<")
+           for name in DTYPES}
 _NAMES = {dt: name for name, dt in _DTYPES.items()}  # dtype.name is slow; this is a dict hit
 
 

@@ -14,19 +14,32 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-CUT_TENSOR = "add_90_out"  # a late residual Add of mobilenetv2: 1x160x7x7 float32
+CUT_TENSOR = "add_90_out"  # by-hand fallback cut: a late residual Add of mobilenetv2 (1x160x7x7)
 
 
 def make_split_package(out_dir, model_path=None) -> Path:
-    """A mobilenetv2 package with one cut, built with ``edgeinf.split.build_package`` when it
-    exists, else by hand (batch fixed to 1, head/tail via ``onnx.utils.extract_model``)."""
+    """A mobilenetv2 package (batch fixed to 1) with one late cut crossing 1x160x7x7 float32.
+
+    Built with ``edgeinf.split.build_package`` where that exists, else by hand with
+    ``onnx.utils.extract_model``. Find the cut with :func:`split_cut`."""
     from .. import zoo
 
     model_path = Path(model_path or zoo.path("mobilenetv2"))
     out_dir = Path(out_dir)
     if (out_dir / "edgeinf.json").exists():
         return out_dir
-    return _by_hand(model_path, out_dir)
+    try:
+        from ..split import build_package, open_model
+    except ImportError:
+        return _by_hand(model_path, out_dir)
+    m = open_model(model_path, shapes={"input": "1x3x224x224"})
+    late = [c for c in m.cuts if m.crossing_bytes(c) == 160 * 7 * 7 * 4]
+    return build_package(m, out_dir, at=[late[-1].id], name="mobilenetv2")
+
+
+def split_cut(pkg) -> str:
+    """The id of the (only) cut of a :func:`make_split_package` package."""
+    return next(iter(pkg.cuts))
 
 
 def _by_hand(model_path: Path, out_dir: Path) -> Path:
