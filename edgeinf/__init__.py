@@ -16,4 +16,14 @@ from .types import TensorSpec  # noqa: E402
 __all__ = [
     "__version__", "load", "Model", "TensorSpec", "device",
     "EdgeInfError", "ConfigError", "BackendError", "InputError", "ModelError",
+    "EdgeRuntime",
 ]
+
+
+def __getattr__(name):
+    # NOTE: imported on first use so `import edgeinf` does not pull in zmq
+    if name == "EdgeRuntime":
+        from .runtime import EdgeRuntime
+
+        return EdgeRuntime
+    raise AttributeError(f"module 'edgeinf' has no attribute {name!r}")
