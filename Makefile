@@ -21,8 +21,7 @@ models: $(STAMP)
 
 demo: models
 	$(VENV)/bin/edgeinf info
-	$(VENV)/bin/edgeinf run mobilenetv2 --repeat 20
-	$(VENV)/bin/edgeinf run hand_landmark_full --repeat 20
+	$(VENV)/bin/edgeinf demo
 
 test: models
 	$(PY) -m pytest -q tests

@@ -62,8 +62,10 @@ class LiveEdge:
             time.sleep(enc * (self.pace - 1.0) / 1e3)
         device = tm.get("head", tm.get("full", 0.0)) + enc * self.pace
         if res.outcome != "offload" and res.transport == "skipped":
-            # the runtime did not try the link (too little time left): nothing learned about it
-            return res.outputs, res.outcome, Measured(plan, True, 0.0)
+            # the runtime did not try the link (too little time left): the plan cannot meet the
+            # deadline now; a bound on the link (it had that long) moves the controller off it
+            return res.outputs, res.outcome, Measured(plan, False, 0.0, res.bytes_sent or self._bytes(plan),
+                                                      waited_ms=deadline_s * 1e3)
         if res.outcome != "offload":
             waited = tm.get("send_wait") if res.transport == "timeout" else None
             return res.outputs, res.outcome, Measured(plan, not plan.remote, device if not plan.remote else 0.0,
@@ -74,6 +76,9 @@ class LiveEdge:
         m = Measured(plan, True, device, res.bytes_sent, max(tm.get("send_wait", 0.0) - server, 0.0), server, queue_ms)
         return res.outputs, "offload", m
 
+    def _bytes(self, plan: Plan) -> int:
+        return 20000  # NOTE: nothing was sent; a frame-sized guess keeps the bound meaningful
+
     # -- probes ---------------------------------------------------------------------------
     def probe(self, frame: np.ndarray, now: Callable[[], float], timeout_s: float = 1.0) -> None:
         """Send the frame as a small JPEG in the background; the answer lands in :meth:`drain`."""
@@ -82,6 +87,11 @@ class LiveEdge:
             return
         from ..transport import _util
 
+        # NOTE: every 5th probe (the first included) is a flat grey frame (about 1 kB as JPEG):
+        # a small transfer measures the RTT, which the bandwidth samples need subtracted
+        self._n_probes = getattr(self, "_n_probes", 0) + 1
+        if self._n_probes % 5 == 1:
+            frame = np.full_like(frame, 0.5)
         specs, frames = _util.pack({self.input_name: frame}, PROBE_CODEC)
         nbytes = sum(memoryview(f).nbytes for f in frames)
         t0 = time.perf_counter()

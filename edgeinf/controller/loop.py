@@ -20,6 +20,7 @@ from .policy import Decision, Objective, Observation, State, Tuning, decide
 log = logging.getLogger("edgeinf")
 
 PROBE_BYTES = 16 * 1024  # enough packets to see bandwidth, small enough for a bad link
+SMALL_PROBE_BYTES = 1200  # one packet: mostly RTT (every 5th probe)
 
 
 @dataclass(frozen=True)

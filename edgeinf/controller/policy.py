@@ -45,6 +45,7 @@ class Tuning:
     abs_ms: float = 1.0  # gains below this are noise
     persist: int = 2
     probe_interval_s: float = 0.3
+    hopeless_probe_interval_s: float = 1.0
     stale_confidence: float = 0.75  # probe a link whose estimate's confidence fell below this
     explore_every: int = 100  # requests between exploration tries (0: never)
     z: float = 1.28  # bandwidth quantile for deadline checks (~90%)
@@ -132,12 +133,13 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
     link = obs.estimates.link
     probe = False
     if not chosen.plan.remote and (not link.up or link.confidence < t.stale_confidence):
-        due = state.last_probe_s is None or obs.now_s - state.last_probe_s >= t.probe_interval_s
-        # only worth probing if some remote plan would win were the link at its optimistic bound
+        # probe often if some remote plan would win were the link at its optimistic bound (or
+        # it is down), else slowly: a link that looked hopeless may have come back
         hopeful = not link.up or any(
             c.plan.remote and predict(c, obs.estimates, obs.power, z=-1.0).pessimistic_ms < chosen.latency_ms
             for c in obs.candidates)
-        probe = due and hopeful
+        interval = t.probe_interval_s if hopeful else t.hopeless_probe_interval_s
+        probe = state.last_probe_s is None or obs.now_s - state.last_probe_s >= interval
     trial = None
     fresh = link.up and link.confidence >= t.stale_confidence
     if t.explore_every and fresh and state.n % t.explore_every == t.explore_every - 1:

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..netem.trace import Link
 from ..plan import Plan
 from .costmodel import PlanCost
-from .loop import PROBE_BYTES, Controller, Measured
+from .loop import PROBE_BYTES, SMALL_PROBE_BYTES, Controller, Measured
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class World:
         self.link, self.costs, self.fallback = link, costs, fallback
         self.dev_free = 0.0
         self.link_free = 0.0
+        self.probes = 0
 
     def attempt(self, plan: Plan, start: float, timeout_ms: Optional[float] = None,
                 commit: bool = True) -> Tuple[float, bool, Measured]:
@@ -96,8 +97,10 @@ def run(link: Link, costs: Sequence[PlanCost], arrivals_ms: Sequence[float], cho
             feedback(t, payload)
         plan, timeout, probe, reason = choose(i, start, world)
         if probe:
-            done, transfer = world.probe(start, PROBE_BYTES)
-            heapq.heappush(pending, (done, len(out) * 2 + 1, ("probe", PROBE_BYTES, transfer)))
+            world.probes += 1
+            size = SMALL_PROBE_BYTES if world.probes % 5 == 1 else PROBE_BYTES  # as the live loop does
+            done, transfer = world.probe(start, size)
+            heapq.heappush(pending, (done, len(out) * 2 + 1, ("probe", size, transfer)))
         finish, fell, measured = world.attempt(plan, start, timeout)
         world.dev_free = finish
         if feedback:

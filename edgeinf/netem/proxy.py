@@ -205,7 +205,11 @@ class LinkProxy:
             log.warning("netem: cannot reach target %s: %s", self.target, e)
             c_writer.close()
             return
-        await asyncio.gather(self._pump(c_reader, self._up, s_writer), self._pump(s_reader, self._down, c_writer))
+        try:
+            await asyncio.gather(self._pump(c_reader, self._up, s_writer), self._pump(s_reader, self._down, c_writer))
+        except asyncio.CancelledError:  # proxy stopping: close both ends quietly
+            c_writer.close()
+            s_writer.close()
 
     @staticmethod
     async def _pump(reader, shaper: _Shaper, writer) -> None:
