@@ -41,7 +41,7 @@ def plot_profile(profile: dict, out: Union[str, Path]) -> Path:
     ax.set_xticklabels([c["id"] for c in cuts][::step], rotation=60, fontsize=7)
     lines = ax.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper center")
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="upper left", framealpha=0.85)
     ax.set_title(f"{Path(profile['model']).name}: per-cut time and crossing size")
     fig.tight_layout()
     out = Path(out)
