@@ -167,8 +167,10 @@ def test_many_concurrent_clients_lose_nothing(tmp_path_factory):
     assert all(r[3] for r in records), "a result differs from the local reference"
     assert lat.max() < (deadline + 0.1) * 1e3
     offloaded = by.get(("offload", "ok"), 0)
-    # one endpoint, no retries: every executed request was delivered, every BUSY fell back
-    assert offloaded > 0 and offloaded == stats["executed"]
+    # one endpoint, no retries: every executed request was delivered unless its client had
+    # already timed out and run it locally; every BUSY fell back
+    timeouts = by.get(("local_fallback", "timeout"), 0)
+    assert offloaded > 0 and offloaded <= stats["executed"] <= offloaded + timeouts, (by, stats)
     assert by.get(("local_fallback", "busy"), 0) == stats["busy"]
     accounted = sum(v for (o, t), v in by.items() if o == "offload" or t in ("busy", "timeout", "down", "skipped"))
     assert accounted == len(records), by
