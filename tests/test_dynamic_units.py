@@ -31,19 +31,22 @@ def test_assign_takes_the_earliest_passing_exit():
 
 def test_fit_finds_the_cheapest_thresholds_that_meet_the_target():
     conf, correct, cost = _toy()
-    thr = calibrate.fit(conf, correct, cost, target_accuracy=0.99)
+    thr = calibrate.fit(conf, correct, cost, max_drop=0.01, z=0.0)
     r = calibrate.evaluate(conf, correct, cost, thr)
     assert r["accuracy"] >= 0.99
     assert 0.75 < thr[0] <= 0.85, thr  # the confident region starts at 0.8
     assert r["cost"] < 3.45  # about 20% leave at cost 1, the rest pay 4
     # an unreachable target runs everything to the end rather than failing
-    assert np.isinf(calibrate.fit(conf, correct, cost, 1.01)).all()
+    assert np.isinf(calibrate.fit(conf, correct, cost, max_drop=-0.01)).all()
 
 
-def test_fit_holds_on_data_it_was_not_fitted_on():
+def test_noise_margin_is_more_conservative_and_holds_on_new_data():
     fit_on, held_out = _toy(seed=1), _toy(seed=2)
-    thr = calibrate.fit(*fit_on, target_accuracy=0.98)
-    assert calibrate.evaluate(*held_out, thr)["accuracy"] >= 0.97
+    bare = calibrate.fit(*fit_on, max_drop=0.02, z=0.0)
+    safe = calibrate.fit(*fit_on, max_drop=0.02, z=2.0)
+    cost = {k: calibrate.evaluate(*fit_on, t)["cost"] for k, t in (("bare", bare), ("safe", safe))}
+    assert cost["safe"] >= cost["bare"]
+    assert calibrate.evaluate(*held_out, safe)["accuracy"] >= 0.98  # the last exit is always right
 
 
 def test_evaluate_names_mismatched_shapes():

@@ -6,7 +6,8 @@ training script, on a device re-calibrating itself, and in tests.
 Sample ``i`` leaves at the first exit ``k`` whose confidence reaches ``t[k]``; the last exit
 takes the rest. For a threshold vector the calibration set gives an accuracy and a mean
 cost; :func:`fit` searches a grid of per-exit thresholds (quantiles of each exit's
-confidences, plus "never") and keeps the cheapest vector whose accuracy reaches the target.
+confidences, plus "never") and keeps the cheapest vector whose accuracy stays within a
+given drop of running every sample to the last exit, with a margin for sampling noise.
 """
 from __future__ import annotations
 
@@ -53,24 +54,36 @@ def candidates(conf_k: np.ndarray, n: int = 48) -> np.ndarray:
     return np.append(np.unique(q), NEVER)
 
 
-def fit(conf: np.ndarray, correct: np.ndarray, cost: Sequence[float], target_accuracy: float,
-        n_candidates: int = 48) -> np.ndarray:
-    """Cheapest per-exit thresholds whose calibration accuracy is at least ``target_accuracy``.
+def fit(conf: np.ndarray, correct: np.ndarray, cost: Sequence[float], max_drop: float,
+        z: float = 1.0, n_candidates: int = 48) -> np.ndarray:
+    """Cheapest per-exit thresholds whose accuracy stays within ``max_drop`` of the last exit's.
 
-    The all-"never" vector (run to the end) is always a candidate, so a target above the
-    last exit's own accuracy yields it rather than failing.
+    The drop is judged with a margin for sampling noise: with ``n`` the samples whose
+    correctness changes by leaving early, the fitted drop plus ``z * sqrt(n) / N`` (a
+    one-sided bound on the paired difference, McNemar-style) must stay within
+    ``max_drop``. Without the margin, picking the cheapest of thousands of candidates on one
+    calibration set overfits it, and the drop on new data comes out larger.
+
+    The all-"never" vector (run to the end) always qualifies, so an unreachable target
+    yields it rather than failing.
     """
     conf = np.asarray(conf, np.float64)
+    correct = np.asarray(correct, bool)
     if conf.shape[0] > 3:
         # NOTE: the grid is exhaustive (n^(K-1)); past three early exits a greedy search would be needed
         raise ConfigError(f"fit() searches up to 3 early exits; got {conf.shape[0]}")
+    n = correct.shape[1]
+    cols = np.arange(n)
     grids = [candidates(c, n_candidates) for c in conf]
     best, best_key = np.full(conf.shape[0], NEVER), None
     for t in itertools.product(*grids):
-        r = evaluate(conf, correct, cost, t)
-        if r["accuracy"] + 1e-12 < target_accuracy:
+        e = assign(conf, t)
+        got = correct[e, cols]
+        changed = np.count_nonzero(got != correct[-1])
+        drop = (np.count_nonzero(correct[-1]) - np.count_nonzero(got) + z * np.sqrt(changed)) / n
+        if drop > max_drop + 1e-12:
             continue
-        key = (r["cost"], -r["accuracy"])
+        key = (float(np.asarray(cost, float)[e].mean()), -got.mean())
         if best_key is None or key < best_key:
             best, best_key = np.array(t), key
     return best

@@ -60,6 +60,8 @@ class DynamicModel:
             self._stages[w.id] = [load(pkg.root / s.file, threads=threads) for s in w.stages]
             self._full[w.id] = load(pkg.root / w.full_file, threads=threads)
         self.width = self.variants.width(None).id
+        self._cost = {w.id: w.exit_cost() for w in self.variants.widths.values()}
+        self._thr_cache: Dict[tuple, np.ndarray] = {}
 
     # -- choices -----------------------------------------------------------------------
     @property
@@ -71,14 +73,17 @@ class DynamicModel:
         self.width = self.variants.width(width).id
 
     def _thresholds(self, w: V.Width, exit: Optional[str]) -> Optional[np.ndarray]:
-        k = len(w.stages)
-        if exit is None:
-            return None
-        if exit in self.variants.exits:  # a forced exit: stop there whatever the confidence
-            stop = self.variants.exits.index(exit)
-            return np.array([-np.inf if j == stop else np.inf for j in range(k - 1)])
-        # None in the manifest means "never leave here" (JSON has no infinity)
-        return np.array([np.inf if t is None else t for t in w.profile(exit)["thresholds"]])
+        """Per-early-exit thresholds of ``exit`` (cached: this is on the request path)."""
+        key = (w.id, exit)
+        thr = self._thr_cache.get(key)
+        if thr is None and exit is not None:
+            if exit in self.variants.exits:  # a forced exit: stop there whatever the confidence
+                stop = self.variants.exits.index(exit)
+                thr = np.array([-np.inf if j == stop else np.inf for j in range(len(w.stages) - 1)])
+            else:  # None in the manifest means "never leave here" (JSON has no infinity)
+                thr = np.array([np.inf if t is None else t for t in w.profile(exit)["thresholds"]])
+            self._thr_cache[key] = thr
+        return thr
 
     # -- execution ---------------------------------------------------------------------
     def run(self, x: np.ndarray, plan: Optional[Plan] = None) -> Result:
@@ -86,8 +91,9 @@ class DynamicModel:
 
         plan : Plan(kind="local", variant=width id or None, exit=profile, exit id or None)
         """
-        plan = plan or Plan("local", variant=self.width)
-        if plan.kind != "local":
+        if plan is None:
+            plan = Plan("local", variant=self.width)
+        elif plan.kind != "local":
             raise ConfigError(f"DynamicModel runs local plans only; got {plan.label()}")
         w = self.variants.width(plan.variant or self.width)
         thr = self._thresholds(w, plan.exit)
@@ -95,7 +101,19 @@ class DynamicModel:
             out = self._full[w.id].run({"x": x})["logits"]
             n = len(out)
             return Result(out, np.full(n, len(w.stages) - 1), np.full(n, float(w.full_macs)))
+        if len(x) == 1:
+            return self._staged_one(w, x, thr)
         return self._staged(w, x, thr)
+
+    def _staged_one(self, w: V.Width, x: np.ndarray, thr: np.ndarray) -> Result:
+        """Batch 1, the common edge request: the same as :meth:`_staged` without the indexing."""
+        h, k_last = x, len(w.stages) - 1
+        for k, (sess, stage) in enumerate(zip(self._stages[w.id], w.stages)):
+            res = sess.run({stage.input: h})
+            if k == k_last or (thr[k] != np.inf and self._score(res["logits"])[0] >= thr[k]):
+                break
+            h = res[stage.cut.name]
+        return Result(res["logits"], np.array([k]), self._cost[w.id][k:k + 1])
 
     def _staged(self, w: V.Width, x: np.ndarray, thr: np.ndarray) -> Result:
         n, k_last = len(x), len(w.stages) - 1
@@ -115,7 +133,7 @@ class DynamicModel:
             if done.all():
                 break
             idx, h = idx[~done], np.ascontiguousarray(res[stage.cut.name][~done])
-        return Result(logits, exits, w.exit_cost()[exits])
+        return Result(logits, exits, self._cost[w.id][exits])
 
     def _score(self, logits: np.ndarray) -> np.ndarray:
         return np.asarray(self._confidence(np.ascontiguousarray(logits, np.float32))[self.variants.confidence])
