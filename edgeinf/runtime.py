@@ -128,7 +128,8 @@ class EdgeRuntime:
             except EdgeInfError as e:  # codec missing, bad reply...: fall back, say why
                 res.transport, res.error = "error", str(e)
         else:
-            res.transport, res.error = "skipped", f"{budget:.1f} ms left after reserving {reserve:.1f} ms for local"
+            res.transport = "skipped"
+            res.error = f"{budget:.1f} ms left after reserving {reserve:.1f} ms for local"
         if reply is not None:
             return reply
         res.outcome = "local_fallback"

@@ -196,21 +196,21 @@ class Worker:
         if self._security is not None and body:
             if not self._security.user_allowed(body[0]):
                 self.stats["auth_refused"] += 1
-                return self._send(envelope, Kind.ERROR, protocol.error_meta(ErrorCode.AUTH, "client key not allowed"))
+                return self._error(envelope, ErrorCode.AUTH, "client key not allowed")
             user = body[0].get("User-Id")
         try:
             msg = protocol.decode(body, self.config.limits)
         except ProtocolError as e:
             self.stats["bad"] += 1
             log.debug("malformed message from %r: %s", envelope[0], e)
-            return self._send(envelope, Kind.ERROR, protocol.error_meta(getattr(e, "code", ErrorCode.PROTOCOL), str(e)))
+            return self._error(envelope, getattr(e, "code", ErrorCode.PROTOCOL), str(e))
         if msg.kind == Kind.INFER:
             return self._admit(envelope, user, msg)
         if msg.kind == Kind.HEARTBEAT:
             return self._send(envelope, Kind.HEARTBEAT, {"load": self.load()})
         if msg.kind == Kind.HELLO:
             return self._send(envelope, Kind.HELLO, self.hello())
-        self._send(envelope, Kind.ERROR, protocol.error_meta(ErrorCode.PROTOCOL, f"unexpected {msg.kind.name}", msg.id))
+        self._error(envelope, ErrorCode.PROTOCOL, f"unexpected {msg.kind.name}", msg.id)
 
     def _admit(self, envelope: list, user: str, msg: protocol.Message) -> None:
         rid = msg.id
@@ -231,8 +231,8 @@ class Worker:
             graph = self._check(msg)
         except (ProtocolError, CodecError, InputError) as e:
             self.stats["errors"] += 1
-            code = getattr(e, "code", None) or (ErrorCode.CODEC if isinstance(e, CodecError) else ErrorCode.BAD_INPUT)
-            return self._send(envelope, Kind.ERROR, protocol.error_meta(code, str(e), rid))
+            fallback = ErrorCode.CODEC if isinstance(e, CodecError) else ErrorCode.BAD_INPUT
+            return self._error(envelope, getattr(e, "code", None) or fallback, str(e), rid)
         self._pending[key] = [envelope]
         self._jobs.put(_Job(key, msg, graph, time.monotonic() + msg.meta["budget_ms"] / 1e3))
 
@@ -257,9 +257,13 @@ class Worker:
 
     def _send(self, envelope: list, kind: Kind, meta: dict, frames=(), flags: int = 0) -> None:
         try:
-            self.front.send_multipart(envelope + protocol.encode(kind, meta, frames, flags), zmq.NOBLOCK, copy=False)
+            frames = envelope + protocol.encode(kind, meta, frames, flags)
+            self.front.send_multipart(frames, zmq.NOBLOCK, copy=False)
         except zmq.ZMQError as e:  # EHOSTUNREACH (peer gone) or EAGAIN (peer not reading)
             log.debug("reply %s to %r dropped: %s", kind.name, envelope[0], e)
+
+    def _error(self, envelope: list, code: ErrorCode, msg: str, rid=None) -> None:
+        self._send(envelope, Kind.ERROR, protocol.error_meta(code, msg, rid))
 
     # -- executors -----------------------------------------------------------------------
     def _executor(self) -> None:
@@ -280,7 +284,8 @@ class Worker:
         rid = job.msg.id
         if time.monotonic() > job.deadline:
             self._count("expired")
-            return Kind.ERROR, protocol.error_meta(ErrorCode.EXPIRED, "deadline passed before it ran; not executed", rid), ()
+            meta = protocol.error_meta(ErrorCode.EXPIRED, "deadline passed before it ran; not executed", rid)
+            return Kind.ERROR, meta, ()
         t0 = time.perf_counter()
         with self._lock:
             self._busy += 1

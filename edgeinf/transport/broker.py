@@ -108,7 +108,7 @@ class Broker:
     def _from_client(self, frames: List[zmq.Frame]) -> None:
         client, body = frames[0].bytes, frames[1:]
         if self.security and body and not self.security.user_allowed(body[0]):
-            return self._send(self.front, [client], Kind.ERROR, protocol.error_meta(ErrorCode.AUTH, "key not allowed"))
+            return self._error(client, ErrorCode.AUTH, "key not allowed")
         try:
             msg = protocol.decode(body, self.limits)
         except ProtocolError as e:
@@ -116,8 +116,9 @@ class Broker:
         if msg.kind == Kind.HEARTBEAT:
             return self._send(self.front, [client], Kind.HEARTBEAT, {"load": self.load()})
         if msg.kind == Kind.HELLO:
-            return self._send(self.front, [client], Kind.HELLO, {"load": self.load(), "stats": dict(self.stats),
-                                                                 "spread": [w.forwarded for w in self.workers.values()]})
+            spread = [w.forwarded for w in self.workers.values()]
+            return self._send(self.front, [client], Kind.HELLO,
+                              {"load": self.load(), "stats": dict(self.stats), "spread": spread})
         if msg.kind != Kind.INFER:
             return self._send(self.front, [client], Kind.ERROR,
                               protocol.error_meta(ErrorCode.PROTOCOL, f"unexpected {msg.kind.name}", msg.id))
@@ -136,7 +137,7 @@ class Broker:
             self.stats["forwarded"] += 1
             return
         self.stats["no_worker"] += 1
-        self._send(self.front, [client], Kind.ERROR, protocol.error_meta(ErrorCode.NO_WORKER, "no live worker", rid))
+        self._error(client, ErrorCode.NO_WORKER, "no live worker", rid)
 
     # -- workers -------------------------------------------------------------------------
     def _from_worker(self, frames: List[zmq.Frame]) -> None:
@@ -169,7 +170,8 @@ class Broker:
             self._drop(w, f"silent for {now - w.last_seen:.1f} s")
 
     def _drop(self, w: _Worker, why: str) -> None:
-        log.warning("broker: worker %s dropped (%s); %d request(s) re-dispatched", w.id.hex(), why, len(w.outstanding))
+        log.warning("broker: worker %s dropped (%s); %d request(s) re-dispatched",
+                    w.id.hex(), why, len(w.outstanding))
         self.workers.pop(w.id, None)
         now = time.monotonic()
         for (client, rid), (deadline, body) in w.outstanding.items():
@@ -185,6 +187,9 @@ class Broker:
         total = lambda k: sum(int(ld.get(k, 0) or 0) for ld in loads)  # noqa: E731
         return {"queue": total("queue"), "busy": total("busy"), "workers": total("workers"),
                 "capacity": total("capacity"), "nodes": len(loads)}
+
+    def _error(self, client: bytes, code: ErrorCode, msg: str, rid=None) -> None:
+        self._send(self.front, [client], Kind.ERROR, protocol.error_meta(code, msg, rid))
 
     def _send(self, sock, envelope: list, kind: Kind, meta: dict) -> None:
         try:

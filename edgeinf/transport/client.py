@@ -248,7 +248,8 @@ class Client:
 
     def _dispatch(self, req: _Request) -> None:
         now = time.monotonic()
-        cands = sorted((e for e in self.endpoints if e.usable(now) and e.url not in req.tried), key=_Endpoint.score)
+        usable = (e for e in self.endpoints if e.usable(now) and e.url not in req.tried)
+        cands = sorted(usable, key=_Endpoint.score)
         for e in cands:
             req.meta["budget_ms"] = round(max(req.deadline - now, 0.0) * 1e3, 3)
             try:
@@ -294,7 +295,8 @@ class Client:
             return
         base = dict(id=req.id, endpoint=e.url, bytes_sent=req.nbytes, bytes_recv=nbytes, load=e.load or None)
         if msg.kind == Kind.RESULT:
-            self._finish(req, Reply(Outcome.OK, message=msg, cached=bool(msg.flags & protocol.FLAG_CACHED), **base))
+            cached = bool(msg.flags & protocol.FLAG_CACHED)
+            self._finish(req, Reply(Outcome.OK, message=msg, cached=cached, **base))
         elif msg.kind == Kind.BUSY:
             self._retry_or_finish(req, Reply(Outcome.BUSY, error=msg.meta.get("reason", "busy"), **base))
         elif msg.kind == Kind.ERROR:
