@@ -39,7 +39,8 @@ class WorkerConfig:
     workers: int = 2                     # executor threads
     queue: int = 8                       # admitted beyond the running ones; more get BUSY
     threads: Optional[int] = None        # intra-op threads per session
-    cache_entries: int = 1024            # idempotency cache (recent replies)
+    cache_entries: int = 1024            # idempotency cache (recent replies)...
+    cache_bytes: int = 64 * 2**20        # ...and the tensor bytes they may hold
     curve_secret: Optional[str] = None   # server .key_secret: enables CURVE
     allow_dir: Optional[str] = None      # client public keys allowed
     allow_plaintext: bool = False        # plaintext on a non-loopback bind
@@ -76,6 +77,7 @@ class Worker:
         self._done: "queue.SimpleQueue" = queue.SimpleQueue()
         self._pending: Dict[tuple, List[list]] = {}  # key -> envelopes waiting for it
         self._cache: "OrderedDict[tuple, tuple]" = OrderedDict()
+        self._cache_nbytes = 0
         self._lock = threading.Lock()
         self._busy = 0
         self._service_ms = 0.0
@@ -217,7 +219,7 @@ class Worker:
         key = (user, msg.meta.get("client") or envelope[0], rid)
         if key in self._cache:
             self.stats["replayed"] += 1
-            kind, meta, frames = self._cache[key]
+            kind, meta, frames, _ = self._cache[key]
             return self._send(envelope, kind, meta, frames, protocol.FLAG_CACHED)
         if key in self._pending:  # a retry while the first copy still runs: answer both once
             if envelope not in self._pending[key]:
@@ -327,13 +329,20 @@ class Worker:
                 key, kind, meta, frames = self._done.get_nowait()
             except queue.Empty:
                 return
-            self._cache[key] = (kind, meta, frames)
-            while len(self._cache) > self.config.cache_entries:
-                self._cache.popitem(last=False)
+            self._remember(key, kind, meta, frames)
             envelopes = self._pending.pop(key, ())
             meta["load"] = self.load()  # fresh at send time, this request no longer counted
             for envelope in envelopes:
                 self._send(envelope, kind, meta, frames)
+
+    def _remember(self, key: tuple, kind: Kind, meta: dict, frames) -> None:
+        """Keep a reply for retries; oldest out first, bounded in entries and bytes."""
+        nbytes = sum(memoryview(f).nbytes for f in frames)
+        self._cache[key] = (kind, meta, frames, nbytes)
+        self._cache_nbytes += nbytes
+        cfg = self.config
+        while self._cache and (len(self._cache) > cfg.cache_entries or self._cache_nbytes > cfg.cache_bytes):
+            self._cache_nbytes -= self._cache.popitem(last=False)[1][3]
 
     # -- reports -------------------------------------------------------------------------
     def load(self) -> dict:

@@ -187,3 +187,14 @@ def test_many_concurrent_clients_lose_nothing(tmp_path_factory):
     print(f"\n{n_clients} clients x {run_s} s: {len(records)} requests, outcomes {by}, "
           f"p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, {late} past the deadline, "
           f"worker stats {stats}")
+
+
+def test_replay_cache_is_bounded_in_entries_and_bytes(slow):
+    from edgeinf.worker import Worker, WorkerConfig
+
+    w = Worker([slow[0]], WorkerConfig(cache_entries=3, cache_bytes=1000))
+    for i in range(5):
+        w._remember(("", "c", i), Kind.RESULT, {"id": i}, [np.zeros(100, np.uint8)])
+    assert [k[2] for k in w._cache] == [2, 3, 4] and w._cache_nbytes == 300
+    w._remember(("", "c", 9), Kind.RESULT, {"id": 9}, [np.zeros(900, np.uint8)])
+    assert [k[2] for k in w._cache] == [9] and w._cache_nbytes == 900
