@@ -196,5 +196,5 @@ def test_replay_cache_is_bounded_in_entries_and_bytes(slow):
     for i in range(5):
         w._remember(("", "c", i), Kind.RESULT, {"id": i}, [np.zeros(100, np.uint8)])
     assert [k[2] for k in w._cache] == [2, 3, 4] and w._cache_nbytes == 300
-    w._remember(("", "c", 9), Kind.RESULT, {"id": 9}, [np.zeros(900, np.uint8)])
-    assert [k[2] for k in w._cache] == [9] and w._cache_nbytes == 900
+    w._remember(("", "c", 9), Kind.RESULT, {"id": 9}, [np.zeros(950, np.uint8)])
+    assert [k[2] for k in w._cache] == [9] and w._cache_nbytes == 950
