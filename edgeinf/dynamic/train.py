@@ -39,9 +39,9 @@ def channels(c: int, width: float) -> int:
 class SlimConv(nn.Module):
     """3x3 conv whose first ``channels(cout, w)`` filters serve width ``w``; one BN per width."""
 
-    def __init__(self, cin: int, cout: int, pool: bool, widths: Sequence[float], slim_in: bool):
+    def __init__(self, cin: int, cout: int, pool: bool, widths: Sequence[float]):
         super().__init__()
-        self.cout, self.pool, self.widths, self.slim_in = cout, pool, widths, slim_in
+        self.cout, self.pool, self.widths = cout, pool, widths
         self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bns = nn.ModuleList(nn.BatchNorm2d(channels(cout, w)) for w in widths)
 
@@ -73,7 +73,7 @@ class MultiExitNet(nn.Module):
         for stage in STAGES:
             convs = nn.ModuleList()
             for cout, pool in stage:
-                convs.append(SlimConv(cin, cout, pool, self.widths, slim_in=cin > 1))
+                convs.append(SlimConv(cin, cout, pool, self.widths))
                 cin = cout
             self.stages.append(convs)
             self.heads.append(SlimHead(cin))
