@@ -115,6 +115,7 @@ def _train(seed: int, epochs: int, progress):
     t0 = time.perf_counter()
     train.fit(net, batches, epochs, log=progress)
     seconds = time.perf_counter() - t0
+    cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".part.npz")
     np.savez(tmp, **{k: v.detach().numpy() for k, v in net.state_dict().items()}, **{SECONDS: np.float64(seconds)})
     tmp.replace(cached)
