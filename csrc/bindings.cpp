@@ -45,6 +45,12 @@ Isa pick_isa(const std::string& name) {
     throw std::invalid_argument("isa '" + name + "' is not available here; available: " + avail);
 }
 
+// Same element type in native byte order. NOTE: not dtype identity (`is`): equal dtype
+// objects such as np.dtype("<f4") are distinct objects.
+bool same_dtype(const py::dtype& a, const py::dtype& b) {
+    return a.num() == b.num() && a.byteorder() != '>' && a.byteorder() != '!';
+}
+
 template <typename T>
 const T* c_contig_ptr(const py::array& a, const char* name) {
     if (!(a.flags() & py::array::c_style))
@@ -86,8 +92,8 @@ py::array_t<float> dequantize_int8(py::array_t<int8_t, py::array::forcecast> q, 
 py::bytes encode(const py::array& x, int codec, bool per_channel, int axis, int dtype_tag,
                  const std::string& isa_name_) {
     const Isa isa = pick_isa(isa_name_);
-    const bool f16 = x.dtype().is(py::dtype("float16"));
-    if (!f16 && !x.dtype().is(py::dtype::of<float>()))
+    const bool f16 = same_dtype(x.dtype(), py::dtype("float16"));
+    if (!f16 && !same_dtype(x.dtype(), py::dtype::of<float>()))
         throw std::invalid_argument("x must be float32 or float16, got " + std::string(py::str(x.dtype())));
     if (codec < 0 || codec > static_cast<int>(Codec::Int2) || (dtype_tag != 1 && dtype_tag != 2))
         throw std::invalid_argument("unknown codec or dtype id");
@@ -169,7 +175,7 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
         out = py::array(want, shape);
     } else {
         out = out_obj.cast<py::array>();
-        if (!out.dtype().is(want)) throw std::invalid_argument("out must have dtype " + std::string(py::str(want)));
+        if (!same_dtype(out.dtype(), want)) throw std::invalid_argument("out must have dtype " + std::string(py::str(want)));
         if (!(out.flags() & py::array::c_style) || !out.writeable())
             throw std::invalid_argument("out must be a writeable C-contiguous array");
         bool same = out.ndim() == h.ndim;
@@ -192,16 +198,16 @@ void preprocess_py(const py::array& img, py::array out, py::tuple roi, bool nchw
                    std::vector<float> scale, std::vector<float> bias, std::vector<float> pad,
                    const std::string& isa_name_) {
     const Isa isa = pick_isa(isa_name_);
-    if (!img.dtype().is(py::dtype::of<uint8_t>()) || img.ndim() != 3 || img.shape(2) != 3)
+    if (!same_dtype(img.dtype(), py::dtype::of<uint8_t>()) || img.ndim() != 3 || img.shape(2) != 3)
         throw std::invalid_argument("img must be a uint8 array of shape (H, W, 3)");
     if (img.strides(2) != 1 || img.strides(1) != 3 || img.strides(0) < 3 * img.shape(1))
         throw std::invalid_argument("img pixels must be packed (strides (>=3W, 3, 1)); rows may be strided");
     if (scale.size() != 3 || bias.size() != 3 || pad.size() != 3 || roi.size() != 4)
         throw std::invalid_argument("scale, bias and pad need 3 values, roi 4");
     OutType ot;
-    if (out.dtype().is(py::dtype::of<float>())) ot = OutType::F32;
-    else if (out.dtype().is(py::dtype::of<uint8_t>())) ot = OutType::U8;
-    else if (out.dtype().is(py::dtype::of<int8_t>())) ot = OutType::I8;
+    if (same_dtype(out.dtype(), py::dtype::of<float>())) ot = OutType::F32;
+    else if (same_dtype(out.dtype(), py::dtype::of<uint8_t>())) ot = OutType::U8;
+    else if (same_dtype(out.dtype(), py::dtype::of<int8_t>())) ot = OutType::I8;
     else throw std::invalid_argument("out dtype must be float32, uint8 or int8");
     if (!(out.flags() & py::array::c_style) || !out.writeable() || out.ndim() != 4 || out.shape(0) != 1)
         throw std::invalid_argument("out must be a writeable C-contiguous (1, C, H, W) or (1, H, W, C) array");
@@ -229,7 +235,7 @@ void preprocess_py(const py::array& img, py::array out, py::tuple roi, bool nchw
 // ---- confidence ----
 py::tuple confidence_py(const py::array& logits, const std::string& isa_name_) {
     const Isa isa = pick_isa(isa_name_);
-    if (!logits.dtype().is(py::dtype::of<float>()) || logits.ndim() != 2)
+    if (!same_dtype(logits.dtype(), py::dtype::of<float>()) || logits.ndim() != 2)
         throw std::invalid_argument("logits must be a float32 array of shape (N, C)");
     const size_t rows = static_cast<size_t>(logits.shape(0)), cols = static_cast<size_t>(logits.shape(1));
     if (cols == 0) throw std::invalid_argument("logits need at least one class");

@@ -135,6 +135,8 @@ def _channel_axis(x: np.ndarray, spec: Spec, axis: Optional[int]) -> int:
 
 def _prepare(x) -> np.ndarray:
     x = np.asarray(x)
+    if x.dtype.byteorder == ">":
+        x = x.astype(x.dtype.newbyteorder("="))  # the format is little-endian
     if x.dtype not in DTYPES:
         raise CodecError(f"x must be float32 or float16, got {x.dtype}")
     if x.ndim > 8:

@@ -91,6 +91,14 @@ def test_float16_tensors_keep_their_dtype():
     assert codec.decode(codec.encode(x, "int4"), out=out) is out
 
 
+def test_equal_but_distinct_dtype_objects_and_big_endian():
+    x = _x((3, 4))
+    for dt in (np.dtype("<f4"), np.dtype("float32").newbyteorder("<"), np.dtype(">f4")):
+        np.testing.assert_array_equal(codec.decode(codec.encode(x.astype(dt), "raw")), x)
+    out = np.empty((3, 4), np.dtype("<f4"))
+    assert codec.decode(codec.encode(x, "int8"), out=out) is out
+
+
 def test_names_and_parse():
     assert codec.names() == codec.CODECS and "int4-pc+zstd" in codec.CODECS
     assert "fp16-pc" not in codec.CODECS and len(codec.CODECS) == 27
