@@ -63,6 +63,9 @@ QParams make_params(float lo, float hi, int bits) {
 }
 
 // Quantizes n values whose first is element e0 of the stream into the packed payload.
+// TODO: channel-last per-channel tensors (inner == 1, e.g. NHWC with axis=-1) take the
+// one-element prologue for every value (~50x slower than axis=1); they need kernels with
+// per-lane scale vectors.
 void quant_run(const CodecOps& ops, const float* x, size_t n, uint64_t e0, const QParams& p,
                int bits, uint8_t* payload) {
     if (bits == 8) {
