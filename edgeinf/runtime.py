@@ -61,8 +61,10 @@ class EdgeRuntime:
     endpoints : worker/broker URLs (or pass a ready ``client``); None: local only.
     plan : the default plan; ``run(..., plan=)`` overrides it per request.
     observer : called with each :class:`RunResult` (exceptions are logged, not raised).
-    compute_pace : >= 1; local compute is slowed to pace x its measured time by sleeping
-        the difference, to EMULATE a slower device (labelled in ``RunResult.pace``).
+    compute_pace : >= 1; local compute (and encoding) is slowed to pace x the fastest time
+        seen for that stage on this host, by sleeping the difference, to EMULATE a slower
+        device (labelled in ``RunResult.pace``). Pacing to the fastest time rather than to
+        each run's own time keeps host noise from being multiplied by ``pace``.
     deadline_s : default per-request deadline.
     """
 
@@ -78,6 +80,7 @@ class EdgeRuntime:
         self._own_client = client is None and endpoints is not None
         self.client = client or (Client(endpoints, **client_options) if endpoints is not None else None)
         self._est_ms: Dict[tuple, float] = {}  # (role, cut) -> EWMA of local compute ms
+        self._best_ms: Dict[tuple, float] = {}  # (stage key) -> fastest ms seen: pacing reference
 
     def close(self) -> None:
         if self._own_client and self.client is not None:
@@ -139,6 +142,7 @@ class EdgeRuntime:
     def _offload(self, cut, tensors, codec, timeout, res: RunResult) -> Optional[Dict[str, np.ndarray]]:
         t = time.perf_counter()
         specs, frames = _util.pack(tensors, codec)
+        self._pace(("encode", cut, codec), t)
         res.timings["encode"] = _ms(time.perf_counter() - t)
         t = time.perf_counter()
         reply: Reply = self.client.infer(self.package.hash, cut, specs, frames, codec=codec, timeout=timeout)
@@ -158,12 +162,20 @@ class EdgeRuntime:
         sess = self.package.session(role, cut, threads=self.threads)
         t = time.perf_counter()
         out = sess.run(dict(feeds))
-        dt = time.perf_counter() - t
-        self._learn(role, cut, dt * 1e3)
-        if self.pace > 1.0:  # EMULATED slower device: stretch to pace x the measured time
-            time.sleep(dt * (self.pace - 1.0))
+        self._learn(role, cut, (time.perf_counter() - t) * 1e3)
+        self._pace((role, cut), t)
         res.timings[stage] = _ms(time.perf_counter() - t)
         return out
+
+    def _pace(self, key, t0: float) -> None:
+        """EMULATED slower device: stretch a stage begun at ``t0`` to pace x its best time."""
+        ms = (time.perf_counter() - t0) * 1e3
+        best = min(self._best_ms.get(key, ms), ms)
+        self._best_ms[key] = best
+        if self.pace > 1.0:
+            left = best * self.pace - ms
+            if left > 0:
+                time.sleep(left / 1e3)
 
     def _estimate(self, role, cut) -> float:
         """Local compute ms for (role, cut); measured once on random inputs if unknown."""
@@ -175,6 +187,7 @@ class EdgeRuntime:
             t = time.perf_counter()
             sess.run(feeds)
             self._est_ms[key] = (time.perf_counter() - t) * 1e3
+            self._best_ms[key] = min(self._best_ms.get(key, np.inf), self._est_ms[key])
         return self._est_ms[key]
 
     def _learn(self, role, cut, ms: float) -> None:

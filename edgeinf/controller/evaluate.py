@@ -74,6 +74,7 @@ def evaluate(cfg: EvalConfig, on_request: Optional[Callable] = None, say: Callab
     pkg_dir = setup.package(cfg.model)
     pkg = open_package(pkg_dir)
     variants = setup.variants(cfg.model)
+    pace, label = setup.anchored_pace(cfg.device, pkg, pace)
     say(f"profiling plans of {cfg.model} on {label} ...")
     costs = profile_plans(pkg, pace, cuts=setup.small_cuts(pkg), variants=variants)
     local_ms = costs[0].device_ms

@@ -54,6 +54,40 @@ def device(name: str) -> Tuple[float, Power, str]:
     return pace, power_of(prof), label
 
 
+def anchored_pace(name: str, pkg, fallback: float) -> Tuple[float, str]:
+    """Pace so the emulated device takes the time its published speed implies.
+
+    Target = the model's FLOPs (from the package's per-cut MAC counts) / the device
+    profile's ``cpu.gflops``; pace = target / this host's fastest full-model time. Anchoring
+    to an absolute target keeps the emulated device the same on a fast or a slow (or
+    loaded) host; a fixed factor would not. Falls back to ``fallback`` where the profile or
+    the MAC counts are missing.
+    """
+    if name == "native":
+        return 1.0, "real speed (this machine)"
+    try:
+        from ..split.devices import load_device
+
+        gflops = load_device(name).cpu_gflops
+        cut = next(iter(pkg.cuts.values()))
+        flops = cut.extra["macs"]["head_flops"] + cut.extra["macs"]["tail_flops"]
+    except (ImportError, ConfigError, FileNotFoundError, KeyError, StopIteration, AttributeError):
+        return fallback, f"EMULATED {name} (compute paced {fallback:g}x, default factor)"
+    sess = pkg.session("full", threads=1)
+    feeds = sess.random_inputs()
+    sess.run(feeds)
+    times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        sess.run(feeds)
+        times.append(time.perf_counter() - t)
+    host_ms = min(times) * 1e3
+    target_ms = flops / (gflops * 1e9) * 1e3
+    pace = max(1.0, target_ms / host_ms)
+    return pace, (f"EMULATED {name} (full model {target_ms:.0f} ms = {flops / 1e6:.0f} MFLOP at the "
+                  f"profile's {gflops:g} GFLOPS; compute paced {pace:.1f}x this machine)")
+
+
 def package(model: str) -> Path:
     """The model's split package in the cache, built on first use (Pareto cuts)."""
     if model not in MODELS:
