@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--offset", type=float, default=60.0, help="seconds into the trace (default 60)")
     p.add_argument("--trace", type=Path, default=None, help="mahimahi trace (default: shipped T-Mobile LTE)")
     p.add_argument("--no-outage", action="store_true", help="do not cut the link for 5 s mid-run")
-    p.add_argument("--out", type=Path, default=Path("controller_demo.png"), help="plot path")
+    p.add_argument("--out", type=Path, default=Path("out/controller_demo.png"), help="plot path (default out/controller_demo.png)")
     p.set_defaults(func=run)
 
 
