@@ -89,6 +89,20 @@ class Spec:
         return BITS[self.base]
 
 
+def known(name: str) -> bool:
+    """True for every tensor codec in :data:`CODECS` and every image codec ``jpeg<q>``/``webp<q>``."""
+    from . import imagecodec
+
+    return name in CODECS or imagecodec.is_image_codec(name)
+
+
+def image_names() -> List[str]:
+    """Frame codecs for full offload of image models (OpenCV JPEG/WebP; any quality 1-100 works)."""
+    from . import imagecodec
+
+    return list(imagecodec.NAMES)
+
+
 def parse(name: str) -> Spec:
     """Validate a codec name; raise :class:`CodecError` listing the valid ones."""
     if not isinstance(name, str) or name not in CODECS:
@@ -156,6 +170,11 @@ def encode(x: np.ndarray, codec: str = "raw", axis: Optional[int] = None) -> byt
     axis : int, optional
         Channel axis for ``-pc`` codecs (default 1 for ndim >= 2, else 0); ignored by others.
     """
+    if isinstance(codec, str) and codec[:4] in ("jpeg", "webp"):
+        from . import imagecodec
+
+        if imagecodec.is_image_codec(codec):
+            return imagecodec.encode(x, codec)
     spec, x = parse(codec), _prepare(x)
     ax = _channel_axis(x, spec, axis)
     dtype_id = DTYPES[x.dtype]
@@ -230,6 +249,8 @@ def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = Non
         Bounds on elements, dims and payload bytes (default :class:`Limits`).
     """
     lim = limits or DEFAULT_LIMITS
+    if _is_image(buf):
+        return _decode_image(buf, out)
     try:
         # fast path: float32 without a lossless stage needs one native call (it checks all)
         if len(buf) > 7 and not buf[6] & 6 and buf[7] == 1 and (out is None or isinstance(out, np.ndarray)):
@@ -354,3 +375,24 @@ def reference_decode(buf: bytes) -> np.ndarray:
         else:
             x = (q - zp[0]).astype(np.float32) * scale[0]
     return np.array(x.reshape(shape), dtype=dtype, order="C")
+
+
+def _is_image(buf) -> bool:
+    from .imagecodec import MAGIC
+
+    try:
+        return bytes(memoryview(buf).cast("B")[:4]) == MAGIC
+    except TypeError:
+        return False
+
+
+def _decode_image(buf, out: Optional[np.ndarray]) -> np.ndarray:
+    from . import imagecodec
+
+    a = imagecodec.decode(buf)
+    if out is None:
+        return a
+    if out.shape != a.shape or out.dtype != a.dtype:
+        raise CodecError(f"image decoded to {a.dtype}{list(a.shape)}; out= is {out.dtype}{list(out.shape)}")
+    out[...] = a
+    return out

@@ -218,3 +218,22 @@ def test_hypothesis_bytes_never_crash(data, n):
             codec.decode(buf, limits=codec.Limits(max_elements=1 << 16))
         except CodecError:
             pass
+
+
+def test_image_codecs_go_through_the_codec_module():
+    """Frames offloaded as JPEG/WebP decode with plain edgeinf.codec (what a worker uses)."""
+    from skimage import data
+
+    img = (data.astronaut()[:224, :224].astype(np.float32) / 255.0)[None]
+    for name in ("jpeg90", "webp75"):
+        assert codec.known(name) and name in codec.image_names()
+        buf = codec.encode(img, name)
+        assert len(buf) < img.nbytes / 10  # compressed like a real camera pipeline would
+        back = codec.decode(buf)
+        assert back.shape == img.shape and back.dtype == np.float32
+        assert np.abs(back - img).mean() < 0.03
+        out = np.empty_like(img)
+        assert codec.decode(buf, out=out) is out
+    assert not codec.known("jpeg101") and not codec.known("png")
+    with pytest.raises(CodecError, match="image"):
+        codec.encode(np.zeros((1, 8, 8, 5), np.float32), "jpeg90")

@@ -64,11 +64,10 @@ def baselines(link: Link, costs, arrivals, obj: Objective, local_ms: float) -> d
 def evaluate(cfg: EvalConfig, on_request: Optional[Callable] = None, say: Callable[[str], None] = print) -> dict:
     from ..package import open_package
     from ..runtime import EdgeRuntime
-    from . import imagecodec, setup
+    from . import setup
     from .live import LiveEdge, stream
     from .profile import photos, profile_plans
 
-    imagecodec.install()
     trace = Trace.load(cfg.trace)
     pace, power, label = setup.device(cfg.device)
     pkg_dir = setup.package(cfg.model)

@@ -20,7 +20,6 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from ..plan import Plan
-from . import imagecodec
 from .loop import Controller, Measured
 from .replay import Served
 
@@ -123,7 +122,6 @@ def stream(edge: LiveEdge, ctl: Controller, frames: List[np.ndarray], rate: floa
            clock: Callable[[], float], accuracy: Callable[[Plan, str], float],
            on_request: Optional[Callable[[Record], None]] = None) -> List[Record]:
     """Serve ``n`` requests at ``rate``/s; times in seconds on ``clock`` (the replay clock)."""
-    imagecodec.install()
     start = clock()
     out: List[Record] = []
     for i in range(n):

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..plan import Plan
-from . import imagecodec
+from .. import imagecodec
 from .costmodel import PlanCost
 
 HEADER_BYTES = 400  # protocol header + JSON metadata per request (measured: 300-450)

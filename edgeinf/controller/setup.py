@@ -107,18 +107,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-WORKER_MAIN = ("import sys; from edgeinf.controller import imagecodec; imagecodec.install(); "
-               "from edgeinf.cli import main; sys.exit(main(sys.argv[1:]))")
-
-
 @contextlib.contextmanager
 def worker(pkg_dir: Path, port: Optional[int] = None, timeout_s: float = 30.0) -> Iterator[int]:
-    """An ``edgeinf worker`` subprocess serving ``pkg_dir`` on 127.0.0.1; yields its port.
-
-    It runs with the image codecs installed (see :mod:`edgeinf.controller.imagecodec`).
-    """
+    """A plain ``edgeinf worker`` subprocess serving ``pkg_dir`` on 127.0.0.1; yields its port."""
     port = port or free_port()
-    cmd = [sys.executable, "-c", WORKER_MAIN, "worker", "--bind", f"tcp://127.0.0.1:{port}",
+    cmd = [sys.executable, "-m", "edgeinf", "worker", "--bind", f"tcp://127.0.0.1:{port}",
            "--package", str(pkg_dir), "--workers", "1", "--threads", "1", "--no-verify"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -52,15 +52,20 @@ def _codec_module():
 
 def codec_names() -> List[str]:
     mod = _codec_module()
-    names = list(mod.names()) if mod is not None and hasattr(mod, "names") else []
+    names = list(mod.names()) + list(mod.image_names()) if mod is not None else []
     return ["raw"] + [n for n in names if n != "raw"]
+
+
+def _known(codec: str) -> bool:
+    mod = _codec_module()
+    return codec == "raw" or (mod is not None and mod.known(codec))
 
 
 def decoder(codec: str) -> Optional[Callable]:
     """The decode function for ``codec`` (None for raw); CodecError if unknown here."""
     if codec == "raw":
         return None
-    if codec not in codec_names():
+    if not _known(codec):
         raise CodecError(f"codec {codec!r} is not available here; available: {codec_names()}")
     return _codec_module().decode
 
@@ -70,7 +75,7 @@ def pack(arrays: Mapping[str, np.ndarray], codec: str = "raw") -> Tuple[List[dic
     specs, frames = protocol.pack_raw(arrays)
     if codec == "raw":
         return specs, frames
-    if codec not in codec_names():
+    if not _known(codec):
         raise CodecError(f"codec {codec!r} is not available; available: {codec_names()}")
     enc = _codec_module().encode
     return specs, [enc(np.asarray(a), codec) for a in frames]

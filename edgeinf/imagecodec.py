@@ -16,21 +16,18 @@ the original shape and dtype. Buffer layout (little-endian)::
     16 I*ndim  shape
     ..     the JPEG/WebP stream
 
-NOTE (workaround): ``edgeinf.codec`` (another module) has no image codecs yet, and the
-worker decodes through it. :func:`install` adds these names to the transport's codec
-lookup in this process; the benchmark starts its worker with it installed. Once
-``edgeinf.codec`` offers ``jpeg*``/``webp*`` itself, ``install`` leaves it alone.
+Reached through :mod:`edgeinf.codec`: ``codec.encode(x, "jpeg90")`` and ``codec.decode``
+(which tells the formats apart by their magic), so the worker and the transport need
+nothing extra to carry frames this way.
 """
 from __future__ import annotations
 
 import re
 import struct
-import types
-from typing import List
 
 import numpy as np
 
-from ..errors import CodecError
+from .errors import CodecError
 
 MAGIC = b"EIJ1"
 HEAD = struct.Struct("<4sBBBBff")
@@ -97,41 +94,3 @@ def decode(buf) -> np.ndarray:
         img = img[..., ::-1]
     out = img if code == 1 else img.astype(np.float32) * np.float32((hi - lo) / 255.0) + np.float32(lo)
     return np.ascontiguousarray(out).reshape(shape)
-
-
-def install() -> None:
-    """Let the transport (this process) encode/decode ``jpeg*``/``webp*`` (see NOTE above)."""
-    from ..transport import _util
-
-    base = _util._codec_module()
-    if base is not None and hasattr(base, "names") and any(is_image_codec(n) for n in base.names()):
-        return  # edgeinf.codec has its own image codecs now
-    if getattr(_util._codec_module, "_edgeinf_images", False):
-        return
-
-    def names() -> List[str]:
-        return (list(base.names()) if base is not None and hasattr(base, "names") else []) + NAMES
-
-    def enc(x, codec):
-        if is_image_codec(codec):
-            return encode(x, codec)
-        # NOTE: transport hands '<f4' (explicit byte order) arrays, which edgeinf.codec's
-        # kernels reject as "not float32"; native order is the same bytes here
-        x = np.asarray(x)
-        return base.encode(x.view(np.dtype(x.dtype.name)), codec)
-
-    def dec(buf, out=None):
-        if bytes(memoryview(buf).cast("B")[:4]) != MAGIC:
-            return base.decode(buf) if out is None else base.decode(buf, out=out)
-        a = decode(buf)
-        if out is None:
-            return a
-        if out.shape != a.shape or out.dtype != a.dtype:
-            raise CodecError(f"image decoded to {a.dtype}{list(a.shape)}; expected {out.dtype}{list(out.shape)}")
-        out[...] = a
-        return out
-
-    mod = types.SimpleNamespace(names=names, encode=enc, decode=dec)
-    lookup = lambda: mod  # noqa: E731
-    lookup._edgeinf_images = True
-    _util._codec_module = lookup
