@@ -7,7 +7,7 @@ STAMP := $(VENV)/.edgeinf-installed
 
 .PHONY: demo test install models clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/arch/*/*.cpp)
+$(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/arch/*/*.cpp csrc/arch/*/*.inc)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23"
 	$(PY) -m pip install --quiet torch==2.13.0
