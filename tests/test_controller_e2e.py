@@ -6,7 +6,7 @@ a 2 s link cut in the middle. About 25 s.
 """
 import pytest
 
-pytest.importorskip("skimage", reason="real photographs come from scikit-image")
+import skimage  # noqa: F401,E402  real photographs come from scikit-image (test extra)
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("skimage", reason="the synthetic clip draws over a scikit-image photograph")
+import skimage  # noqa: F401,E402  the synthetic clip draws over a scikit-image photograph
 
 
 @pytest.fixture(scope="module")
