@@ -126,8 +126,8 @@ def stream(edge: LiveEdge, ctl: Controller, frames: List[np.ndarray], rate: floa
     out: List[Record] = []
     for i in range(n):
         arrival = start + i / rate
-        while clock() < arrival:
-            time.sleep(min(arrival - clock(), 0.002))
+        while (left := arrival - clock()) > 0:  # one clock read: it may pass arrival in between
+            time.sleep(min(left, 0.002))
         t = clock()
         edge.drain(ctl)
         d = ctl.decide(t)
