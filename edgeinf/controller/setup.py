@@ -84,8 +84,8 @@ def anchored_pace(name: str, pkg, fallback: float) -> Tuple[float, str]:
     host_ms = min(times) * 1e3
     target_ms = flops / (gflops * 1e9) * 1e3
     pace = max(1.0, target_ms / host_ms)
-    return pace, (f"EMULATED {name} (full model {target_ms:.0f} ms = {flops / 1e6:.0f} MFLOP at the "
-                  f"profile's {gflops:g} GFLOPS; compute paced {pace:.1f}x this machine)")
+    return pace, (f"EMULATED {name} ({flops / 1e6:.0f} MFLOP at {gflops:g} GFLOPS = {target_ms:.0f} ms; "
+                  f"paced {pace:.1f}x)")
 
 
 def package(model: str) -> Path:
