@@ -170,10 +170,12 @@ def decide(obs: Observation, state: State, tuning: Tuning = Tuning()) -> Tuple[D
     preds = tuple(predict(c, obs.estimates, obs.power, z=tuning.z) for c in obs.candidates)
     by_plan: Dict[Plan, Prediction] = {p.plan: p for p in preds}
     link = obs.estimates.link
-    if not link.up:
+    if not link.up or link.confidence <= 0.0:
+        # NOTE: a link never measured is not trusted either: start local and probe, so a
+        # cold start on a bad link costs probes, not requests (never worse than local)
         local = tuple(p for p in preds if not p.plan.remote) or preds
         best = rank(local, obs.objective)
-        plan, reason = best.plan, "link down: local"
+        plan, reason = best.plan, "link down: local" if not link.up else "link not measured yet: local"
         state = replace(state, challenger=None, streak=0)
     else:
         best = rank(preds, obs.objective)
