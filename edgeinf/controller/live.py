@@ -45,6 +45,12 @@ class LiveEdge:
         self._probes: "queue.SimpleQueue" = queue.SimpleQueue()
         self._probe_inflight = False
         self._best_ms: Dict[str, float] = {}
+        self._fixed: set = set()  # variants paced from a given host time
+
+    def set_pace_references(self, host_ms: Dict[str, float]) -> None:
+        """Pace each local variant from a given host time (see ``EdgeRuntime.set_pace_reference``)."""
+        self._best_ms.update(host_ms)
+        self._fixed |= set(host_ms)
 
     def run(self, plan: Plan, frame: np.ndarray, deadline_s: float):
         if plan.kind == "local" and plan.variant:
@@ -52,7 +58,9 @@ class LiveEdge:
             t = time.perf_counter()
             out = model.run({model.inputs[0].name: frame})
             ms = (time.perf_counter() - t) * 1e3
-            best = self._best_ms[plan.variant] = min(self._best_ms.get(plan.variant, ms), ms)
+            best = self._best_ms.get(plan.variant, ms)
+            if plan.variant not in self._fixed:
+                best = self._best_ms[plan.variant] = min(best, ms)
             time.sleep(max(best * self.pace - ms, 0.0) / 1e3)  # EMULATED device speed
             return out, "local", Measured(plan, True, (time.perf_counter() - t) * 1e3)
         res = self.rt.run({self.input_name: frame}, plan=plan, deadline=deadline_s)
