@@ -67,13 +67,15 @@ def test_backpressure_busy_fast_and_admitted_all_succeed(slow, slow_dir):
 
 def test_expired_requests_are_never_executed(slow, slow_dir):
     pkg, (_, frames) = slow
-    with testing.worker(slow_dir, "--workers", "1", "--queue", "8", "--threads", "1") as w, \
+    with testing.worker(slow_dir, "--workers", "1", "--queue", "32", "--threads", "1") as w, \
             testing.RawClient(w.endpoint) as raw:
         t = time.monotonic()
         raw.send_msg(Kind.INFER, _meta(pkg, 0), frames)
         assert raw.recv(30).kind == Kind.RESULT
         one = time.monotonic() - t
-        n = max(2, int(1.0 / one) + 1)  # about 1 s of queued work
+        # about 1 s of queued work, and never more than the queue holds (else BUSY, not EXPIRED);
+        # 30 x even a fast request still outlasts the late one's 200 ms budget
+        n = min(max(2, int(1.0 / one) + 1), 30)
         for rid in range(1, n + 1):
             raw.send_msg(Kind.INFER, _meta(pkg, rid), frames)
         raw.send_msg(Kind.INFER, _meta(pkg, 99, budget_ms=200), frames)
