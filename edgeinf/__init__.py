@@ -11,12 +11,14 @@ from .backends import Model, load  # noqa: E402
 from .errors import (  # noqa: E402
     BackendError, ConfigError, EdgeInfError, InputError, ModelError,
 )
+from .package import open_package  # noqa: E402
+from .plan import Plan  # noqa: E402
 from .types import TensorSpec  # noqa: E402
 
 __all__ = [
     "__version__", "load", "Model", "TensorSpec", "device",
     "EdgeInfError", "ConfigError", "BackendError", "InputError", "ModelError",
-    "EdgeRuntime",
+    "EdgeRuntime", "Plan", "open_package",
 ]
 
 
