@@ -20,6 +20,19 @@ struct ConfidenceOps {
     void (*expsum)(const float* z, size_t n, float m, float* s, float* sd);
 };
 extern const ConfidenceOps kConfidenceGeneric;
+
+// Top-2 of the union of per-lane (largest, runner-up) pairs, as the SIMD top2 kernels leave
+// them: lane k holds la[k] >= lb[k]. Shared so every ISA merges lanes the same way.
+inline void merge_top2_lanes(const float* la, const float* lb, int lanes, float* m1, float* m2) {
+    float x1 = la[0], x2 = lb[0];
+    for (int k = 1; k < lanes; ++k) {
+        const float lo = la[k] < x1 ? la[k] : x1;
+        x2 = x2 > lb[k] ? x2 : lb[k];
+        x2 = x2 > lo ? x2 : lo;
+        x1 = la[k] > x1 ? la[k] : x1;
+    }
+    *m1 = x1, *m2 = x2;
+}
 const ConfidenceOps& confidence_ops(Isa isa);
 
 // logits: rows x cols float32, row_stride elements between rows. Outputs: rows floats each.

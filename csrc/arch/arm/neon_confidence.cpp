@@ -39,14 +39,7 @@ void top2_neon(const float* z, size_t n, float* m1, float* m2) {
         }
         float la[4], lb[4];
         vst1q_f32(la, a), vst1q_f32(lb, b);
-        float x1 = la[0], x2 = lb[0];
-        for (int k = 1; k < 4; ++k) {
-            const float lo = la[k] < x1 ? la[k] : x1;
-            x2 = x2 > lb[k] ? x2 : lb[k];
-            x2 = x2 > lo ? x2 : lo;
-            x1 = la[k] > x1 ? la[k] : x1;
-        }
-        *m1 = x1, *m2 = x2;
+        merge_top2_lanes(la, lb, 4, m1, m2);
     }
     kConfidenceGeneric.top2(z + i, n - i, m1, m2);
 }

@@ -40,14 +40,7 @@ void top2_avx2(const float* z, size_t n, float* m1, float* m2) {
         }
         alignas(32) float la[8], lb[8];
         _mm256_store_ps(la, a), _mm256_store_ps(lb, b);
-        float x1 = la[0], x2 = lb[0];
-        for (int k = 1; k < 8; ++k) {  // merge lanes: runner-up of the union
-            const float lo = la[k] < x1 ? la[k] : x1;
-            x2 = x2 > lb[k] ? x2 : lb[k];
-            x2 = x2 > lo ? x2 : lo;
-            x1 = la[k] > x1 ? la[k] : x1;
-        }
-        *m1 = x1, *m2 = x2;
+        merge_top2_lanes(la, lb, 8, m1, m2);
     }
     kConfidenceGeneric.top2(z + i, n - i, m1, m2);
 }
