@@ -77,7 +77,8 @@ def path(name: str) -> Path:
     if name in MEDIAPIPE:
         p = models_dir() / "mediapipe" / f"{name}.tflite"
         if not p.exists():
-            _fetch_mediapipe()
+            _fetch_wheel_files("mediapipe", MEDIAPIPE_VERSION, p.parent,
+                               {f"mediapipe/modules/{m}": f"{n}.tflite" for n, m in MEDIAPIPE.items()})
         return p
     if name in RAPIDOCR:
         p = models_dir() / "rapidocr" / RAPIDOCR[name]
@@ -95,31 +96,6 @@ def resolve(name_or_path: str) -> Path:
     if p.exists() or name_or_path not in names():
         return p
     return path(name_or_path)
-
-
-def _fetch_mediapipe() -> Dict[str, Path]:
-    out_dir = models_dir() / "mediapipe"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    wheel_dir = config.cache_dir() / "wheels"
-    wheels = sorted(wheel_dir.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
-    if not wheels:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-               f"mediapipe=={MEDIAPIPE_VERSION}", "-d", str(wheel_dir)]
-        log.info("fetching mediapipe models: %s", " ".join(cmd))
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = sorted(wheel_dir.glob(f"mediapipe-{MEDIAPIPE_VERSION}-*.whl"))
-        if res.returncode != 0 or not wheels:
-            raise ModelError(f"could not download mediapipe=={MEDIAPIPE_VERSION} for its .tflite "
-                             f"models ({' '.join(cmd)}): {res.stderr.strip()[-500:]}")
-    got = {}
-    with zipfile.ZipFile(wheels[0]) as zf:
-        for name, member in MEDIAPIPE.items():
-            dst = out_dir / f"{name}.tflite"
-            tmp = dst.with_suffix(".part")
-            tmp.write_bytes(zf.read(f"mediapipe/modules/{member}"))
-            tmp.replace(dst)  # atomic: a half-written model never looks cached
-            got[name] = dst
-    return got
 
 
 def _fetch_wheel_files(dist: str, version: str, out_dir: Path, members: Dict[str, str]) -> None:
