@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import zmq
 
+from .. import codec
 from ..errors import CodecError, ConfigError
 from . import protocol
 
@@ -41,44 +42,30 @@ def check_plaintext(endpoint: str, curve: bool, allow_plaintext: bool) -> None:
                 "can submit work and read results", endpoint)
 
 
-# -- codecs: edgeinf.codec when present (another module), raw always --------------------------
-def _codec_module():
-    try:
-        from .. import codec  # noqa: PLC0415 - optional, written in parallel
-    except ImportError:
-        return None
-    return codec
-
-
+# -- codecs: names travel on the wire; "raw" frames skip the codec entirely -----------------
 def codec_names() -> List[str]:
-    mod = _codec_module()
-    names = list(mod.names()) + list(mod.image_names()) if mod is not None else []
-    return ["raw"] + [n for n in names if n != "raw"]
+    """Every codec this process can encode and decode (sent in HELLO)."""
+    return ["raw"] + [n for n in codec.names() + codec.image_names() if n != "raw"]
 
 
-def _known(codec: str) -> bool:
-    mod = _codec_module()
-    return codec == "raw" or (mod is not None and mod.known(codec))
+def _check(name: str) -> None:
+    if name != "raw" and not codec.known(name):
+        raise CodecError(f"codec {name!r} is not available here; available: {codec_names()}")
 
 
-def decoder(codec: str) -> Optional[Callable]:
-    """The decode function for ``codec`` (None for raw); CodecError if unknown here."""
-    if codec == "raw":
-        return None
-    if not _known(codec):
-        raise CodecError(f"codec {codec!r} is not available here; available: {codec_names()}")
-    return _codec_module().decode
+def decoder(name: str) -> Optional[Callable]:
+    """The decode function for ``name`` (None for raw); CodecError if unknown here."""
+    _check(name)
+    return None if name == "raw" else codec.decode
 
 
-def pack(arrays: Mapping[str, np.ndarray], codec: str = "raw") -> Tuple[List[dict], list]:
-    """(tensor specs, frames) for ``arrays`` encoded with ``codec``."""
+def pack(arrays: Mapping[str, np.ndarray], codec_name: str = "raw") -> Tuple[List[dict], list]:
+    """(tensor specs, frames) for ``arrays`` encoded with ``codec_name``."""
     specs, frames = protocol.pack_raw(arrays)
-    if codec == "raw":
+    _check(codec_name)
+    if codec_name == "raw":
         return specs, frames
-    if not _known(codec):
-        raise CodecError(f"codec {codec!r} is not available; available: {codec_names()}")
-    enc = _codec_module().encode
-    return specs, [enc(np.asarray(a), codec) for a in frames]
+    return specs, [codec.encode(np.asarray(a), codec_name) for a in frames]
 
 
 def unpack(msg: protocol.Message, limits: protocol.Limits = protocol.DEFAULT_LIMITS) -> Dict[str, np.ndarray]:
