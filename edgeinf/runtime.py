@@ -19,6 +19,7 @@ from typing import Callable, Dict, Mapping, Optional, Union
 
 import numpy as np
 
+from .backends import Model
 from .errors import ConfigError, EdgeInfError
 from .package import Package, open_package
 from .plan import LOCAL, Plan
@@ -66,17 +67,20 @@ class EdgeRuntime:
         device (labelled in ``RunResult.pace``). Pacing to the fastest time rather than to
         each run's own time keeps host noise from being multiplied by ``pace``.
     deadline_s : default per-request deadline.
+    variants : ``{name: Model}`` local alternatives (a smaller branch, a width) that
+        ``Plan("local", variant=name)`` runs instead of the full model; loaded once by the caller.
     """
 
     def __init__(self, package: Union[Package, str, Path], endpoints=None, *, client: Optional[Client] = None,
                  plan: Plan = LOCAL, observer: Optional[Callable[[RunResult], None]] = None,
                  compute_pace: float = 1.0, deadline_s: float = 1.0, threads: Optional[int] = None,
-                 **client_options):
+                 variants: Optional[Mapping[str, Model]] = None, **client_options):
         if compute_pace < 1.0:
             raise ConfigError(f"compute_pace must be >= 1 (1 = real speed); got {compute_pace}")
         self.package = package if isinstance(package, Package) else open_package(package)
         self.plan, self.observer, self.pace = plan, observer, float(compute_pace)
         self.deadline_s, self.threads = deadline_s, threads
+        self.variants = dict(variants or {})
         self._own_client = client is None and endpoints is not None
         self.client = client or (Client(endpoints, **client_options) if endpoints is not None else None)
         self._est_ms: Dict[tuple, float] = {}  # (role, cut) -> EWMA of local compute ms
@@ -100,7 +104,10 @@ class EdgeRuntime:
         plan = plan or self.plan
         t0 = time.perf_counter()
         end = time.monotonic() + (self.deadline_s if deadline is None else deadline)
-        if plan.kind == "local" or self.client is None:
+        if plan.kind == "local" and plan.variant:
+            res = RunResult({}, "local", plan, pace=self.pace)
+            res.outputs = self._variant(plan.variant, inputs, res)
+        elif plan.kind == "local" or self.client is None:
             res = RunResult({}, "local", plan, pace=self.pace)
             res.outputs = self._compute("full", None, inputs, res, "full")
         elif plan.kind == "split":
@@ -116,7 +123,8 @@ class EdgeRuntime:
 
     def set_pace_reference(self, stage: str, host_ms: float, cut: Optional[str] = None,
                            codec: Optional[str] = None) -> None:
-        """Pace ``stage`` ('full', 'head' or 'encode') from ``host_ms`` instead of its own best.
+        """Pace ``stage`` ('full', 'head', 'encode', or 'variant' with its name as ``cut``)
+        from ``host_ms`` instead of its own best.
 
         A benchmark that predicted costs from its own measurements passes them here, so the
         EMULATED device runs exactly as predicted (pace x host_ms) and what differs between
@@ -124,7 +132,7 @@ class EdgeRuntime:
         """
         if host_ms <= 0:
             raise ConfigError(f"host_ms must be > 0; got {host_ms}")
-        key = ("encode", cut, codec) if stage == "encode" else (stage, cut)
+        key = {"encode": ("encode", cut, codec), "variant": ("variant", cut)}.get(stage, (stage, cut))
         self._best_ms[key] = float(host_ms)
         self._fixed.add(key)
 
@@ -180,6 +188,19 @@ class EdgeRuntime:
         self._learn(role, cut, (time.perf_counter() - t) * 1e3)
         self._pace((role, cut), t)
         res.timings[stage] = _ms(time.perf_counter() - t)
+        return out
+
+    def _variant(self, name: str, feeds, res: RunResult) -> Dict[str, np.ndarray]:
+        model = self.variants.get(name)
+        if model is None:
+            raise ConfigError(f"plan asks for local variant {name!r}; this runtime has {sorted(self.variants)}")
+        if set(feeds) != {s.name for s in model.inputs} and len(feeds) == len(model.inputs):
+            # NOTE: a variant from another export may name its inputs differently; same order
+            feeds = {s.name: a for s, a in zip(model.inputs, feeds.values())}
+        t = time.perf_counter()
+        out = model.run(dict(feeds))
+        self._pace(("variant", name), t)
+        res.timings["full"] = _ms(time.perf_counter() - t)
         return out
 
     def _pace(self, key, t0: float) -> None:

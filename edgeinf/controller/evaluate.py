@@ -89,12 +89,15 @@ def evaluate(cfg: EvalConfig, on_request: Optional[Callable] = None, say: Callab
         proxy.start()
         try:
             rt = EdgeRuntime(pkg, f"tcp://127.0.0.1:{proxy.port}", compute_pace=pace, threads=1,
-                             heartbeat_s=1.0, dead_after=5)
+                             variants=variants, heartbeat_s=1.0, dead_after=5)
             with rt:
                 if pace > 1.0:  # the EMULATED device runs exactly as profiled (pace x host time)
                     for c in costs:
-                        if c.plan.kind == "local" and not c.plan.variant:
-                            rt.set_pace_reference("full", c.device_ms / pace)
+                        if c.plan.kind == "local":
+                            if c.plan.variant:
+                                rt.set_pace_reference("variant", c.device_ms / pace, cut=c.plan.variant)
+                            else:
+                                rt.set_pace_reference("full", c.device_ms / pace)
                         elif c.plan.kind == "split":
                             rt.set_pace_reference("head", c.device_ms / pace, cut=c.plan.cut)
                         if c.plan.remote and c.encode_ms > 0:
@@ -110,9 +113,7 @@ def evaluate(cfg: EvalConfig, on_request: Optional[Callable] = None, say: Callab
                 for s, d in cfg.outages:
                     proxy.add_outage(t0 - proxy.offset_ms / 1000.0 + s, d)
                 ctl = Controller(costs, obj, power)
-                edge = LiveEdge(rt, pace, variants)
-                edge.set_pace_references({c.plan.variant: c.device_ms / pace for c in costs
-                                          if c.plan.kind == "local" and c.plan.variant})
+                edge = LiveEdge(rt, pace)
                 say(f"streaming {n} requests at {cfg.rate:g}/s over {trace.name} from {t0:.1f} s ...")
                 recs = stream(edge, ctl, frames, cfg.rate, n, deadline, lambda: proxy.now_ms() / 1000.0,
                               lambda p, o: acc[LOCAL] if o == "local_fallback" else acc.get(p, 1.0), on_request)

@@ -7,15 +7,14 @@ arrives while the previous one runs waits, and its latency counts the wait). For
 to the controller. Probes are real INFER requests of the current frame (small JPEG)
 sent in the background through the runtime's client; their answers are discarded.
 
-Local *variants* (a smaller model) run here, paced the way the runtime paces (to pace x
-the fastest time seen on this host, so host noise is not multiplied by the pace).
+Local variants (a smaller model) run inside the runtime, like every other plan.
 """
 from __future__ import annotations
 
 import queue
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -38,31 +37,13 @@ class Record:
 class LiveEdge:
     """Executes plans for the controller; see the module docstring."""
 
-    def __init__(self, runtime, pace: float, variants: Optional[Dict[str, object]] = None):
+    def __init__(self, runtime, pace: float):
         self.rt, self.pace = runtime, pace
-        self.variants = variants or {}
         self.input_name = runtime.package.inputs[0].name
         self._probes: "queue.SimpleQueue" = queue.SimpleQueue()
         self._probe_inflight = False
-        self._best_ms: Dict[str, float] = {}
-        self._fixed: set = set()  # variants paced from a given host time
-
-    def set_pace_references(self, host_ms: Dict[str, float]) -> None:
-        """Pace each local variant from a given host time (see ``EdgeRuntime.set_pace_reference``)."""
-        self._best_ms.update(host_ms)
-        self._fixed |= set(host_ms)
 
     def run(self, plan: Plan, frame: np.ndarray, deadline_s: float):
-        if plan.kind == "local" and plan.variant:
-            model = self.variants[plan.variant]
-            t = time.perf_counter()
-            out = model.run({model.inputs[0].name: frame})
-            ms = (time.perf_counter() - t) * 1e3
-            best = self._best_ms.get(plan.variant, ms)
-            if plan.variant not in self._fixed:
-                best = self._best_ms[plan.variant] = min(best, ms)
-            time.sleep(max(best * self.pace - ms, 0.0) / 1e3)  # EMULATED device speed
-            return out, "local", Measured(plan, True, (time.perf_counter() - t) * 1e3)
         res = self.rt.run({self.input_name: frame}, plan=plan, deadline=deadline_s)
         tm = res.timings
         # the runtime paces head/full and encode itself (EMULATED device speed)
