@@ -1,13 +1,13 @@
 """Plans: what the controller chooses and the runtime executes, per request.
 
-A plan is a small frozen value, so it can be logged, compared, used as a dict key, and
-sent in test fixtures. The controller is the only part that picks one; everything else
-executes it and reports what it measured.
+A plan is a small frozen value, so it can be logged, compared, used as a dict key, stored
+in a package's profile and sent in test fixtures. The controller is the only part that
+picks one; :class:`edgeinf.runtime.EdgeRuntime` is the only part that executes one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from .errors import ConfigError
 
@@ -21,8 +21,9 @@ class Plan:
     kind : 'local' | 'split' | 'offload'
     cut : cut id in the model package (split only)
     codec : codec name for what crosses the link (split/offload), e.g. 'int8-pc+lz4', 'jpeg90'
-    variant : local model variant: a width ('w0.5'), a branch ('hand_landmark_lite'), or None
-    exit : early-exit policy for local runs: None (run to the end) or a threshold profile name
+    variant : a local variant of the package (a width 'w0.5', a smaller model), or None: the full model
+    exit : early-exit threshold profile of the variant (staged early exit), or None: run to the end
+    branch : (small, big) variant names switched per frame by a consistency measure, or None
     """
 
     kind: str
@@ -30,6 +31,7 @@ class Plan:
     codec: Optional[str] = None
     variant: Optional[str] = None
     exit: Optional[str] = None
+    branch: Optional[Tuple[str, str]] = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -38,6 +40,13 @@ class Plan:
             raise ConfigError("a split plan needs a cut id")
         if self.kind == "local" and (self.cut or self.codec):
             raise ConfigError("a local plan has no cut or codec")
+        if self.kind != "local" and (self.variant or self.exit or self.branch):
+            raise ConfigError(f"a {self.kind} plan has no variant, exit or branch (those are local plans)")
+        if self.branch is not None:
+            if not (isinstance(self.branch, tuple) and len(self.branch) == 2 and all(self.branch)):
+                raise ConfigError(f"branch must be a (small, big) pair of variant names; got {self.branch!r}")
+            if self.variant or self.exit:
+                raise ConfigError("a branch plan picks its variant per frame: give no variant or exit")
 
     @property
     def remote(self) -> bool:
@@ -45,6 +54,8 @@ class Plan:
 
     def label(self) -> str:
         if self.kind == "local":
+            if self.branch:
+                return f"local[{self.branch[0]}|{self.branch[1]}]"
             extra = ",".join(x for x in (self.variant, self.exit) if x)
             return f"local[{extra}]" if extra else "local"
         if self.kind == "split":
@@ -52,6 +63,28 @@ class Plan:
         return f"offload/{self.codec or 'raw'}"
 
     __str__ = label
+
+    def to_dict(self) -> dict:
+        """JSON form (package profiles, reports): only the fields that are set."""
+        d = {"kind": self.kind}
+        for k in ("cut", "codec", "variant", "exit"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = v
+        if self.branch is not None:
+            d["branch"] = list(self.branch)
+        return d
+
+    @classmethod
+    def from_dict(cls, d) -> "Plan":
+        if not isinstance(d, dict) or "kind" not in d:
+            raise ConfigError(f"a plan is an object with a 'kind'; got {d!r}")
+        unknown = set(d) - {"kind", "cut", "codec", "variant", "exit", "branch"}
+        if unknown:
+            raise ConfigError(f"unknown plan field(s) {sorted(unknown)}")
+        branch = d.get("branch")
+        return cls(d["kind"], d.get("cut"), d.get("codec"), d.get("variant"), d.get("exit"),
+                   tuple(branch) if branch is not None else None)
 
 
 LOCAL = Plan("local")
