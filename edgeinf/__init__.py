@@ -18,7 +18,7 @@ from .types import TensorSpec  # noqa: E402
 __all__ = [
     "__version__", "load", "Model", "TensorSpec", "device",
     "EdgeInfError", "ConfigError", "BackendError", "InputError", "ModelError",
-    "EdgeRuntime", "Plan", "open_package",
+    "EdgeRuntime", "AdaptiveRuntime", "AdaptiveResult", "Plan", "open_package",
 ]
 
 
@@ -28,4 +28,8 @@ def __getattr__(name):
         from .runtime import EdgeRuntime
 
         return EdgeRuntime
+    if name in ("AdaptiveRuntime", "AdaptiveResult"):
+        from . import adaptive
+
+        return getattr(adaptive, name)
     raise AttributeError(f"module 'edgeinf' has no attribute {name!r}")

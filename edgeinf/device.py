@@ -103,3 +103,36 @@ def describe() -> dict:
         "temperature_c": _temperature(),
         "throttling": _throttling(),
     }
+
+
+_PROC = None
+
+
+def load_sample() -> Optional[dict]:
+    """CPU load from OTHER processes since the last call, the clock and heat; None at first call.
+
+    The controller's device estimator reads this while running: our own inference is
+    subtracted (it is what the estimator predicts), so only competing load raises the
+    predicted device time. Percentages are of the whole machine (0..100).
+    """
+    global _PROC
+    first = _PROC is None
+    if first:
+        _PROC = psutil.Process()
+        _PROC.cpu_percent(None)
+        psutil.cpu_percent(None)
+        return None
+    total = psutil.cpu_percent(None)
+    cores = psutil.cpu_count(logical=True) or 1
+    own = _PROC.cpu_percent(None) / cores
+    out = {"cpu_percent": total, "other_cpu_percent": max(total - own, 0.0), "cores": cores,
+           "freq_mhz": None, "max_freq_mhz": None}
+    try:
+        f = psutil.cpu_freq()
+        if f is not None and f.max:
+            out["freq_mhz"], out["max_freq_mhz"] = f.current, f.max
+    except (OSError, NotImplementedError, FileNotFoundError):
+        pass
+    thr = _throttling()
+    out["throttled"] = bool(thr and thr.get("throttled_now"))
+    return out

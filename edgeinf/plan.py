@@ -88,3 +88,12 @@ class Plan:
 
 
 LOCAL = Plan("local")
+
+#: What a remote attempt leaves for its local fallback: 1.5 x the local estimate + 5 ms.
+#: The one definition: the runtime reserves it, the policy's timeout and the replay use it.
+RESERVE_FACTOR, RESERVE_MS = 1.5, 5.0
+
+
+def fallback_reserve_ms(local_ms: float) -> float:
+    """Milliseconds a remote attempt must leave so running locally still meets the deadline."""
+    return RESERVE_FACTOR * float(local_ms) + RESERVE_MS

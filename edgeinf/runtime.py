@@ -22,7 +22,7 @@ import numpy as np
 from .backends import Model
 from .errors import ConfigError, EdgeInfError
 from .package import Package, open_package
-from .plan import LOCAL, Plan
+from .plan import LOCAL, Plan, fallback_reserve_ms
 from .transport import _util
 from .transport.client import Client, Outcome, Reply
 
@@ -51,6 +51,7 @@ class RunResult:
     error: str = ""
     endpoint: Optional[str] = None
     pace: float = 1.0
+    info: dict = field(default_factory=dict)  # local executors: exit taken, branch chosen...
 
 
 class EdgeRuntime:
@@ -69,6 +70,11 @@ class EdgeRuntime:
     deadline_s : default per-request deadline.
     variants : ``{name: Model}`` local alternatives (a smaller branch, a width) that
         ``Plan("local", variant=name)`` runs instead of the full model; loaded once by the caller.
+        Variants, exits and branch pairs declared in the package itself are found without it
+        (:mod:`edgeinf.local`).
+
+    This is the only executor of a :class:`Plan`: local plans of every kind run through the
+    package's local executors, split and offload through the client, with local fallback.
     """
 
     def __init__(self, package: Union[Package, str, Path], endpoints=None, *, client: Optional[Client] = None,
@@ -86,6 +92,7 @@ class EdgeRuntime:
         self._est_ms: Dict[tuple, float] = {}  # (role, cut) -> EWMA of local compute ms
         self._best_ms: Dict[tuple, float] = {}  # (stage key) -> fastest ms seen: pacing reference
         self._fixed: set = set()  # stage keys whose reference was set from outside
+        self._local: Optional[dict] = None  # Plan -> edgeinf.local executor, found on first use
 
     def close(self) -> None:
         if self._own_client and self.client is not None:
@@ -99,14 +106,14 @@ class EdgeRuntime:
 
     # -- public ------------------------------------------------------------------------
     def run(self, inputs: Mapping[str, np.ndarray], plan: Optional[Plan] = None,
-            deadline: Optional[float] = None) -> RunResult:
+            deadline: Optional[float] = None, notify: bool = True) -> RunResult:
         """Serve one request by ``deadline`` seconds from now (default ``deadline_s``)."""
         plan = plan or self.plan
         t0 = time.perf_counter()
         end = time.monotonic() + (self.deadline_s if deadline is None else deadline)
-        if plan.kind == "local" and plan.variant:
+        if plan.kind == "local" and plan != LOCAL:
             res = RunResult({}, "local", plan, pace=self.pace)
-            res.outputs = self._variant(plan.variant, inputs, res)
+            res.outputs = self._local_plan(plan, inputs, res)
         elif plan.kind == "local" or self.client is None:
             res = RunResult({}, "local", plan, pace=self.pace)
             res.outputs = self._compute("full", None, inputs, res, "full")
@@ -118,7 +125,8 @@ class EdgeRuntime:
             res = RunResult({}, "offload", plan, pace=self.pace)
             res.outputs = self._remote_or_local("full", None, inputs, plan.codec or "raw", end, res)
         res.timings["total"] = _ms(time.perf_counter() - t0)
-        self._notify(res)
+        if notify:
+            self._notify(res)
         return res
 
     def set_pace_reference(self, stage: str, host_ms: float, cut: Optional[str] = None,
@@ -136,16 +144,40 @@ class EdgeRuntime:
         self._best_ms[key] = float(host_ms)
         self._fixed.add(key)
 
-    def warmup(self, plan: Optional[Plan] = None) -> None:
-        """Create and time the sessions ``plan`` may need, so the first request does not."""
+    def warmup(self, plan: Optional[Plan] = None, samples: Optional[Mapping[str, np.ndarray]] = None) -> None:
+        """Create and time the sessions ``plan`` may need (and its fallback), so no request does.
+
+        ``samples``: one real input dict; the tail is timed on what the head computes from it,
+        so a crossing shape or index tensor holds real values (random int64 shape tensors
+        make a tail fail). Without samples, inputs are drawn from the model's specs.
+        """
         plan = plan or self.plan
-        roles = [("full", None)] if plan.kind != "split" else [("head", plan.cut), ("tail", plan.cut)]
-        for role, cut in roles:
-            self._estimate(role, cut)
+        feeds = dict(samples) if samples is not None else _spec_samples(self.package.inputs)
+        if plan.kind == "split":
+            crossing = self._time_role("head", plan.cut, feeds)
+            self._time_role("tail", plan.cut, crossing)
+        elif plan.kind == "local" and plan != LOCAL:
+            self._executor(plan).warmup()
+        self._time_role("full", None, feeds)
+
+    def _time_role(self, role: str, cut, feeds) -> Dict[str, np.ndarray]:
+        key = (role, cut)
+        sess = self.package.session(role, cut, threads=self.threads)
+        out = sess.run(dict(feeds))  # first run pays one-off allocation
+        if key not in self._est_ms:
+            times = []
+            for _ in range(5):  # best of 5: the pacing reference must not carry one slow run
+                t = time.perf_counter()
+                out = sess.run(dict(feeds))
+                times.append((time.perf_counter() - t) * 1e3)
+            self._est_ms[key] = float(np.median(times))
+            if key not in self._fixed:
+                self._best_ms[key] = min(self._best_ms.get(key, np.inf), min(times))
+        return out
 
     # -- stages ------------------------------------------------------------------------
     def _remote_or_local(self, role, cut, tensors, codec, end, res: RunResult) -> Dict[str, np.ndarray]:
-        reserve = self._estimate(role, cut) * self.pace * 1.5 + 5.0  # ms the fallback may need
+        reserve = fallback_reserve_ms(self._estimate(role, cut, tensors) * self.pace)
         budget = (end - time.monotonic()) * 1e3 - reserve
         reply = None
         if budget > 1.0:
@@ -164,7 +196,7 @@ class EdgeRuntime:
 
     def _offload(self, cut, tensors, codec, timeout, res: RunResult) -> Optional[Dict[str, np.ndarray]]:
         t = time.perf_counter()
-        specs, frames = _util.pack(tensors, codec)
+        specs, frames = _util.pack(tensors, codec, **self._axes(cut))
         self._pace(("encode", cut, codec), t)
         res.timings["encode"] = _ms(time.perf_counter() - t)
         t = time.perf_counter()
@@ -190,10 +222,31 @@ class EdgeRuntime:
         res.timings[stage] = _ms(time.perf_counter() - t)
         return out
 
+    def _executor(self, plan: Plan):
+        if self._local is None:
+            from . import local
+
+            self._local = local.executors(self.package, threads=self.threads)
+        ex = self._local.get(plan)
+        if ex is None:
+            what = f"variant {plan.variant!r}" if plan.variant else str(plan)
+            raise ConfigError(f"plan asks for local {what}; this runtime has variants {sorted(self.variants)} "
+                              f"and package {self.package.name!r} has plans {sorted(str(p) for p in self._local)}")
+        return ex
+
+    def _local_plan(self, plan: Plan, feeds, res: RunResult) -> Dict[str, np.ndarray]:
+        if plan.variant and not plan.exit and plan.variant in self.variants:
+            return self._variant(plan.variant, feeds, res)
+        ex = self._executor(plan)
+        t = time.perf_counter()
+        out, info = ex.run(dict(feeds))
+        self._pace(("local", plan), t)
+        res.timings["full"] = _ms(time.perf_counter() - t)
+        res.info = dict(info)
+        return out
+
     def _variant(self, name: str, feeds, res: RunResult) -> Dict[str, np.ndarray]:
         model = self.variants.get(name)
-        if model is None:
-            raise ConfigError(f"plan asks for local variant {name!r}; this runtime has {sorted(self.variants)}")
         if set(feeds) != {s.name for s in model.inputs} and len(feeds) == len(model.inputs):
             # NOTE: a variant from another export may name its inputs differently; same order
             feeds = {s.name: a for s, a in zip(model.inputs, feeds.values())}
@@ -202,6 +255,13 @@ class EdgeRuntime:
         self._pace(("variant", name), t)
         res.timings["full"] = _ms(time.perf_counter() - t)
         return out
+
+    def _axes(self, cut) -> dict:
+        """Per-tensor channel axes the split engine recorded (NHWC: -1, NCHW: 1), for ``-pc`` codecs."""
+        if cut is None:
+            return {}
+        axes = getattr(self.package.cut(cut), "channel_axes", None)
+        return {"axes": axes()} if callable(axes) and axes() else {}
 
     def _pace(self, key, t0: float) -> None:
         """EMULATED slower device: stretch a stage begun at ``t0`` to pace x its best time."""
@@ -213,22 +273,13 @@ class EdgeRuntime:
             if left > 0:
                 time.sleep(left / 1e3)
 
-    def _estimate(self, role, cut) -> float:
-        """Local compute ms for (role, cut); measured once on random inputs if unknown."""
-        key = (role, cut)
-        if key not in self._est_ms:
-            sess = self.package.session(role, cut, threads=self.threads)
-            feeds = sess.random_inputs()
-            sess.run(feeds)  # first run pays one-off allocation
-            times = []
-            for _ in range(5):  # best of 5: the pacing reference must not carry one slow run
-                t = time.perf_counter()
-                sess.run(feeds)
-                times.append((time.perf_counter() - t) * 1e3)
-            self._est_ms[key] = float(np.median(times))
-            if key not in self._fixed:
-                self._best_ms[key] = min(self._best_ms.get(key, np.inf), min(times))
-        return self._est_ms[key]
+    def _estimate(self, role, cut, feeds) -> float:
+        """Local compute ms for (role, cut); timed on this request's own tensors if unknown
+        (a request pays this only when nobody called :meth:`warmup`)."""
+        if (role, cut) not in self._est_ms:
+            log.warning("EdgeRuntime: %s of cut %s was not warmed up; timing it on this request", role, cut)
+            self._time_role(role, cut, feeds)
+        return self._est_ms[(role, cut)]
 
     def _learn(self, role, cut, ms: float) -> None:
         old = self._est_ms.get((role, cut))
@@ -242,6 +293,13 @@ class EdgeRuntime:
             self.observer(res)
         except Exception:  # an observer bug must not fail the request it observes
             log.exception("EdgeRuntime observer failed")
+
+
+def _spec_samples(specs) -> Dict[str, np.ndarray]:
+    from .split.inputs import sample_inputs
+
+    shapes = {s.name: tuple(d if isinstance(d, int) and d > 0 else 1 for d in s.shape) for s in specs}
+    return sample_inputs(list(specs), shapes)
 
 
 def _ms(seconds: float) -> float:

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from edgeinf.controller import Controller, Objective, PlanCost, State, decide
-from edgeinf.controller import replay as R
+from edgeinf.evaluation import replay as R
 from edgeinf.controller.costmodel import Estimates
 from edgeinf.controller.estimators import DeviceEstimator, LinkEstimator, ServerEstimator
 from edgeinf.controller.policy import Observation

@@ -11,7 +11,7 @@ import skimage  # noqa: F401,E402  real photographs come from scikit-image (test
 
 @pytest.mark.slow
 def test_adaptive_live_through_emulator_and_worker():
-    from edgeinf.controller.evaluate import EvalConfig, evaluate
+    from edgeinf.evaluation.evaluate import EvalConfig, evaluate
 
     r = evaluate(EvalConfig(duration_s=8.0, rate=10.0, outages=[(4.0, 2.0)]), say=lambda s: None)
     pol = r["policies"]

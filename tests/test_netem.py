@@ -13,7 +13,7 @@ import pytest
 from edgeinf.errors import ConfigError
 from edgeinf.netem import PACKET, Link, LinkProxy, Trace
 from edgeinf.netem import kernel
-from edgeinf.controller.setup import DEFAULT_TRACE
+from edgeinf.evaluation.setup import DEFAULT_TRACE
 
 
 def test_shipped_trace_parses_and_matches_its_published_mean():

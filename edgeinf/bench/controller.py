@@ -2,7 +2,7 @@
 
 The adaptive policy runs live (real worker process, real ZeroMQ, every byte through the
 trace-driven link proxy); local, offload, best static and the oracle are replayed exactly
-from the same measured costs over the same trace segment. See docs/controller.md.
+from the same measured costs over the same trace segment. Any model file or zoo name; see docs/controller.md.
 """
 from __future__ import annotations
 
@@ -14,15 +14,23 @@ from ..errors import ConfigError
 
 
 def add_arguments(p) -> None:
-    from ..controller.setup import DEFAULT_TRACE, MODELS, PACE
+    from ..evaluation.setup import DEFAULT_TRACE, MODELS
 
     p.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="mahimahi uplink trace (default: the shipped one)")
     p.add_argument("--offset", type=float, default=60.0, help="seconds into the trace to start (default 60)")
     p.add_argument("--duration", type=float, default=30.0, help="seconds of requests (default 30)")
     p.add_argument("--rate", type=float, default=10.0, help="requests per second (default 10)")
-    p.add_argument("--model", default="hand_landmark_full", choices=sorted(MODELS))
+    p.add_argument("--model", default="hand_landmark_full",
+                   help=f"an .onnx/.tflite file (image or not, any layout, several inputs) or a zoo model "
+                        f"({', '.join(sorted(MODELS))}; default hand_landmark_full)")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
+                   help="fix a symbolic input dim of a model file, e.g. input=1x3x224x224 (repeatable)")
+    p.add_argument("--inputs", type=Path, default=None,
+                   help="npz with one array per model input (named as the input), N samples stacked on axis 0")
     p.add_argument("--device", default="raspberry-pi-4",
-                   help=f"emulated device (known: {', '.join(sorted(PACE))}; 'native' = real speed)")
+                   help="emulated device profile (edgeinf profile --help lists them), or 'native' = real speed")
+    p.add_argument("--live-baselines", action="store_true",
+                   help="also run always-local and always-offload live (each over the same trace segment)")
     p.add_argument("--delay-ms", type=float, default=10.0, help="one-way link delay (default 10)")
     p.add_argument("--deadline-ms", type=float, default=None, help="per-request deadline (default 4x local)")
     p.add_argument("--objective", default="latency", choices=["latency", "accuracy", "energy"])
@@ -40,7 +48,7 @@ def register(sub) -> None:
 
 
 def config_from(args):
-    from ..controller.evaluate import EvalConfig
+    from ..evaluation.evaluate import EvalConfig
 
     outages = []
     for o in args.outage:
@@ -51,13 +59,26 @@ def config_from(args):
         outages.append((s, d))
     if args.rate <= 0 or args.duration <= 0:
         raise ConfigError(f"--rate and --duration must be > 0; got {args.rate}, {args.duration}")
+    if not Path(args.trace).is_file():
+        raise ConfigError(f"--trace {args.trace}: no such file")
     return EvalConfig(args.trace, args.offset, args.duration, args.rate, args.model, args.device, args.delay_ms,
-                      args.deadline_ms, args.objective, args.accuracy_floor, outages)
+                      args.deadline_ms, args.objective, args.accuracy_floor, outages, shapes_from(args.shape),
+                      args.inputs, args.live_baselines)
+
+
+def shapes_from(items) -> dict:
+    shapes = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        if not sep or not name or not dims:
+            raise ConfigError(f"--shape must be NAME=DIMS like input=1x3x224x224; got {item!r}")
+        shapes[name] = dims
+    return shapes or None
 
 
 def run(args) -> int:
-    from ..controller import report as rep
-    from ..controller.evaluate import evaluate
+    from ..evaluation import report as rep
+    from ..evaluation.evaluate import evaluate
 
     cfg = config_from(args)
     say = (lambda s: print(s, file=sys.stderr)) if args.json else print

@@ -22,6 +22,13 @@ def register(sub) -> None:
     p.add_argument("--trace", type=Path, default=None, help="mahimahi trace (default: shipped T-Mobile LTE)")
     p.add_argument("--no-outage", action="store_true", help="do not cut the link for 5 s mid-run")
     p.add_argument("--out", type=Path, default=Path("out/controller_demo.png"), help="plot path (default out/controller_demo.png)")
+    p.add_argument("--model", default="hand_landmark_full",
+                   help="your own .onnx/.tflite file (or a zoo model); default hand_landmark_full")
+    p.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
+                   help="fix a symbolic input dim of --model, e.g. input=1x3x224x224 (repeatable)")
+    p.add_argument("--inputs", type=Path, default=None,
+                   help="npz: one array per input of --model, N samples stacked on axis 0")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object (progress on stderr)")
     p.set_defaults(func=run)
 
 
@@ -34,28 +41,41 @@ def _line(rec, counts: dict) -> str:
 
 
 def run(args) -> int:
-    from ..controller import report as rep
-    from ..controller.evaluate import EvalConfig, evaluate
-    from ..controller.setup import DEFAULT_TRACE
+    import json
 
+    from ..bench.controller import shapes_from
+    from ..errors import ConfigError
+    from ..evaluation import report as rep
+    from ..evaluation.evaluate import EvalConfig, evaluate
+    from ..evaluation.setup import DEFAULT_TRACE
+
+    if args.rate <= 0 or args.duration <= 0:
+        raise ConfigError(f"--rate and --duration must be > 0; got {args.rate}, {args.duration}")
     outages = [] if args.no_outage else [(args.duration * 0.55, 5.0)]
     cfg = EvalConfig(trace=args.trace or DEFAULT_TRACE, offset_s=args.offset, duration_s=args.duration,
-                     rate=args.rate, device=args.device, outages=outages)
+                     rate=args.rate, device=args.device, outages=outages, model=args.model,
+                     shapes=shapes_from(args.shape), inputs=args.inputs)
     counts: dict = {}
-    tty = sys.stdout.isatty()
+    out = sys.stderr if args.json else sys.stdout
+    tty = out.isatty()
 
     def on_request(rec):
         line = _line(rec, counts)
         if tty:
-            print(line, end="", flush=True)
+            print(line, end="", flush=True, file=out)
         elif rec.served.i % 25 == 0 or "switch" in rec.reason or "down" in rec.reason:
-            print(line.lstrip("\r"), flush=True)
+            print(line.lstrip("\r"), flush=True, file=out)
 
-    result = evaluate(cfg, on_request=on_request)
+    result = evaluate(cfg, on_request=on_request, say=lambda s: print(s, file=out))
+    png = rep.plot(result, args.out)
+    if args.json:
+        slim = {k: v for k, v in result.items() if k not in ("timeline", "oracle_timeline", "capacity")}
+        print(json.dumps({**slim, "plot": str(png)}, indent=1, default=str))
+        return 0
     print()
     print(rep.table(result))
     if outages:
         s, d = outages[0]
         print(f"link cut for {d:g} s at t={s:g} s: requests fell back to local and offload resumed after")
-    print(f"plot: {rep.plot(result, args.out)}")
+    print(f"plot: {png}")
     return 0

@@ -2,8 +2,8 @@
 
 The policy is a pure ``decide(observation, state) -> (decision, state)`` (no I/O, no
 clocks); :class:`Controller` holds the estimators and the state between requests;
-:mod:`edgeinf.controller.replay` replays a request stream over a trace exactly (baselines,
-offline tests). See ``docs/controller.md``.
+:class:`edgeinf.AdaptiveRuntime` joins them to the executor; the evaluation harness
+(:mod:`edgeinf.evaluation`: live runs, exact replays, baselines, reports) lives outside. See ``docs/controller.md``.
 """
 from .costmodel import Estimates, PlanCost, Power, Prediction, predict
 from .estimators import DeviceEstimator, LinkEstimate, LinkEstimator, ServerEstimator

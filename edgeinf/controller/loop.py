@@ -3,7 +3,7 @@
 ``Controller.decide(now_s)`` snapshots the estimators and calls :func:`policy.decide`;
 ``observe(now_s, measured)`` feeds what one request really did back into them. It does
 no I/O and reads no clock: the caller (live runtime loop or the exact replay in
-:mod:`edgeinf.controller.replay`) passes the time in, so both drive the same object.
+:mod:`edgeinf.evaluation.replay`) passes the time in, so both drive the same object.
 """
 from __future__ import annotations
 
@@ -18,9 +18,6 @@ from .estimators import DeviceEstimator, LinkEstimator, ServerEstimator
 from .policy import Decision, Objective, Observation, State, Tuning, decide
 
 log = logging.getLogger("edgeinf")
-
-PROBE_BYTES = 16 * 1024  # enough packets to see bandwidth, small enough for a bad link
-SMALL_PROBE_BYTES = 1200  # one packet: mostly RTT (every 5th probe)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
 from ..errors import ConfigError
-from ..plan import Plan
+from ..plan import Plan, fallback_reserve_ms
 from .costmodel import Estimates, PlanCost, Power, Prediction, predict
 
 OBJECTIVES = ("latency", "accuracy", "energy")
@@ -158,8 +158,7 @@ def _timeout(plan_pred: Prediction, preds: Tuple[Prediction, ...], obj: Objectiv
                  max((p.latency_ms for p in preds if not p.plan.remote), default=0.0))
     if math.isfinite(obj.deadline_ms):
         # give up on the link early enough that running locally still meets the deadline
-        # (the runtime reserves 1.5x the local time + 5 ms for its fallback)
-        return max(obj.deadline_ms - 1.5 * local - 5.0, 1.0)
+        return max(obj.deadline_ms - fallback_reserve_ms(local), 1.0)
     return max(3 * plan_pred.pessimistic_ms, 1000.0)
 
 

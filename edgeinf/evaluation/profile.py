@@ -20,7 +20,7 @@ import numpy as np
 
 from ..plan import Plan
 from .. import imagecodec
-from .costmodel import PlanCost
+from ..controller.costmodel import PlanCost
 
 HEADER_BYTES = 400  # protocol header + JSON metadata per request (measured: 300-450)
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "immunohistochemistry"]

@@ -17,8 +17,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..netem.trace import Link
 from ..plan import Plan
-from .costmodel import PlanCost
-from .loop import PROBE_BYTES, SMALL_PROBE_BYTES, Controller, Measured
+from ..controller.costmodel import PlanCost
+from ..controller.loop import Controller, Measured
+from ..plan import fallback_reserve_ms
+
+#: (small, large) probe bytes when the caller does not say: AdaptiveRuntime.probe_sizes() gives
+#: the real ones (an all-zero and a real request under the cheapest offload codec)
+PROBE_BYTES = (1200, 16 * 1024)
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,8 @@ Chooser = Callable[[int, float, World], Tuple[Plan, Optional[float], bool, str]]
 
 
 def run(link: Link, costs: Sequence[PlanCost], arrivals_ms: Sequence[float], choose: Chooser,
-        fallback: Optional[Plan] = None, feedback: Optional[Callable[[float, object], None]] = None) -> List[Served]:
+        fallback: Optional[Plan] = None, feedback: Optional[Callable[[float, object], None]] = None,
+        probe_bytes: Tuple[int, int] = PROBE_BYTES) -> List[Served]:
     """Serve every request in order; ``choose(i, t_ms, world) -> (plan, timeout_ms, probe?, reason)``."""
     table = {c.plan: c for c in costs}
     fallback = fallback or min((c for c in costs if not c.plan.remote), key=lambda c: c.device_ms).plan
@@ -98,7 +104,7 @@ def run(link: Link, costs: Sequence[PlanCost], arrivals_ms: Sequence[float], cho
         plan, timeout, probe, reason = choose(i, start, world)
         if probe:
             world.probes += 1
-            size = SMALL_PROBE_BYTES if world.probes % 5 == 1 else PROBE_BYTES  # as the live loop does
+            size = probe_bytes[0] if world.probes % 5 == 1 else probe_bytes[1]  # as AdaptiveRuntime does
             done, transfer = world.probe(start, size)
             heapq.heappush(pending, (done, len(out) * 2 + 1, ("probe", size, transfer)))
         finish, fell, measured = world.attempt(plan, start, timeout)

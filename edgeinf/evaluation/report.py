@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List
 
-ORDER = ["adaptive", "adaptive_replayed", "oracle", "best_static", "local", "offload"]
+ORDER = ["adaptive", "adaptive_replayed", "oracle", "best_static", "local", "local_live", "offload", "offload_live"]
 
 
 def table(report: dict) -> str:
@@ -13,7 +13,7 @@ def table(report: dict) -> str:
              f"{report['rate']:g} req/s, one-way delay {report['delay_ms']:g} ms, model {report['model']}",
              f"device: {report['device']}; deadline {report['deadline_ms']:g} ms; objective {report['objective']}"
              f" (accuracy floor {report['accuracy_floor']:g})",
-             f"accuracy = {report['accuracy_metric']}",
+             f"accuracy = {report['accuracy_metric']}; inputs: {report.get('inputs', '?')}",
              f"{'policy':18} {'mean':>8} {'p50':>8} {'p95':>8} {'p99':>8} {'miss':>6} {'acc':>6}  how / plan",
              f"{'':18} {emu + 'ms':>8}"]
     for k in ORDER:
