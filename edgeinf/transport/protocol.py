@@ -60,6 +60,7 @@ class Kind(IntEnum):
     LOAD = 7        # server -> client/broker: load report on its own
     READY = 8       # worker -> broker: I can take work (with capacity)
     DISCONNECT = 9  # worker -> broker: I am leaving
+    CANCEL = 10     # client -> server: I gave up on request ``id`` (ran it locally); drop it if not started
 
 
 class ErrorCode(IntEnum):
@@ -76,6 +77,8 @@ class ErrorCode(IntEnum):
     AUTH = 9             # the sender's key is not (or no longer) allowed
     INTERNAL = 10        # a bug on the server side
     NO_WORKER = 11       # broker: no live worker could take it
+    RETRY_WINDOW = 12    # a retry of an id whose answer is no longer cached: refused, never run twice
+    CANCELLED = 13       # the client cancelled it (CANCEL) before it started; it was not executed
 
 
 _TENSOR_KINDS = (Kind.INFER, Kind.RESULT)
@@ -256,35 +259,29 @@ _JSON = json.JSONDecoder(parse_constant=_reject_constant)  # no NaN/Infinity
 
 
 def _metadata(raw: memoryview, kind: Kind, limits: Limits) -> dict:
-    if not raw.nbytes:
-        return {}
-    try:
-        meta = _JSON.decode(str(raw, "utf-8"))  # at most max_meta bytes
-    except (ValueError, RecursionError, UnicodeDecodeError) as e:
-        raise BadMetadata(f"metadata is not valid JSON: {str(e)[:120]}") from None
-    if not isinstance(meta, dict):
-        raise BadMetadata(f"metadata must be a JSON object; got {type(meta).__name__}")
-    for key, check in _SCHEMA.items():
-        if key in meta and not check(meta[key]):
-            raise BadMetadata(f"metadata field {key!r} has an invalid value {str(meta[key])[:80]!r}")
-    for key in _REQUIRED.get(kind, ()):
-        if key not in meta:
-            raise BadMetadata(f"{kind.name} metadata needs {key!r}; got keys {sorted(meta)}")
+    meta = {}
+    if raw.nbytes:
+        try:
+            meta = _JSON.decode(str(raw, "utf-8"))  # at most max_meta bytes
+        except (ValueError, RecursionError, UnicodeDecodeError) as e:
+            raise BadMetadata(f"metadata is not valid JSON: {str(e)[:120]}") from None
+    validate(kind, meta)  # also when empty: an INFER without metadata lacks required fields
     return meta
 
 
 def _tensor_meta(t, limits: Limits) -> TensorMeta:
-    if not isinstance(t, dict) or not {"name", "dtype", "shape"} <= set(t):
-        raise BadMetadata(f"a tensor entry needs name, dtype and shape; got {str(t)[:80]}")
+    # type checks come first: a list or dict where a string belongs must not reach `in`/hash
+    if not isinstance(t, dict) or not {"name", "dtype", "shape"} <= t.keys():
+        raise BadMetadata(f"a tensor entry needs name, dtype and shape; got {_quote(t)}")
     name, dtype, shape = t["name"], t["dtype"], t["shape"]
     if not _short_str(name):
-        raise BadMetadata(f"tensor name must be a string of at most 256 chars; got {str(name)[:80]!r}")
-    if dtype not in _DTYPES:
-        raise BadTensor(f"tensor {name!r}: dtype {str(dtype)[:40]!r} not allowed; allowed: {', '.join(DTYPES)}")
-    if not isinstance(shape, list) or len(shape) > MAX_NDIM:
-        raise BadTensor(f"tensor {name!r}: shape must be a list of 0..{MAX_NDIM} dims; got {str(shape)[:80]}")
+        raise BadMetadata(f"tensor name must be a string of at most 256 chars; got {_quote(name)}")
+    if type(dtype) is not str or dtype not in _DTYPES:
+        raise BadTensor(f"tensor {_quote(name)}: dtype {_quote(dtype, 40)} not allowed; allowed: {', '.join(DTYPES)}")
+    if type(shape) is not list or len(shape) > MAX_NDIM:
+        raise BadTensor(f"tensor {_quote(name)}: shape must be a list of 0..{MAX_NDIM} dims; got {_quote(shape)}")
     if not all(type(d) is int and d >= 0 for d in shape):
-        raise BadTensor(f"tensor {name!r}: dims must be non-negative integers; got {shape}")
+        raise BadTensor(f"tensor {_quote(name)}: dims must be non-negative integers; got {_quote(shape)}")
     spec = TensorMeta(name, dtype, tuple(shape))
     if spec.nbytes > limits.max_tensor_bytes:
         raise TooLarge(f"tensor {name!r} declares {spec.nbytes} bytes; the limit is {limits.max_tensor_bytes}")
@@ -325,43 +322,98 @@ def _num(v, lo=0.0, hi=1e9) -> bool:
     return type(v) in (int, float) and lo <= v <= hi
 
 
-def _load_ok(v) -> bool:
-    return isinstance(v, dict) and len(v) <= 16 and all(
-        _short_str(k, 32) and (_num(x, -1e12, 1e12) or _short_str(x, 64)) for k, x in v.items())
+def _numbers(v, n=32) -> bool:
+    # numbers only: peers do arithmetic on load reports (a string "load" crashed the broker)
+    return type(v) is dict and len(v) <= n and all(_short_str(k, 32) and _num(x, -1e12, 1e12) for k, x in v.items())
 
 
 def _str_list(v, n=64) -> bool:
-    return isinstance(v, list) and len(v) <= n and all(_short_str(s) for s in v)
+    return type(v) is list and len(v) <= n and all(_short_str(s) for s in v)
+
+
+def _cuts(v) -> bool:
+    return type(v) is dict and len(v) <= 64 and all(_short_str(k, 64) and _str_list(c, 256) for k, c in v.items())
+
+
+def _tensor_list(v) -> bool:
+    return type(v) is list and len(v) <= 0xFFFF  # entries: _tensor_meta; count: the header's ntensors
 
 
 _SCHEMA: Dict[str, Callable[[Any], bool]] = {
     "id": _uint,
     "budget_ms": lambda v: _num(v, 0.0, 3.6e6),
+    "deadline": lambda v: _num(v, 0.0, 1e11),  # absolute, Unix time in seconds
     "pkg": lambda v: _short_str(v, 64),
     "cut": lambda v: v is None or _short_str(v, 128),
     "codec": lambda v: _short_str(v, 64),
     "client": lambda v: _short_str(v, 64),
-    "tensors": lambda v: isinstance(v, list),  # entries checked by _tensor_meta
-    "load": _load_ok,
+    "tensors": _tensor_list,
+    "load": _numbers,
     "service_ms": lambda v: _num(v, 0.0, 3.6e6),
     "code": lambda v: _uint(v, 255),
     "msg": lambda v: _short_str(v, 1024),
     "reason": lambda v: _short_str(v, 64),
+    "proto": lambda v: _uint(v, 255),
     "pkgs": _str_list,
     "codecs": _str_list,
-    "stats": _load_ok,
+    "cuts": _cuts,
+    "stats": _numbers,
+    "spread": lambda v: type(v) is list and len(v) <= 1024 and all(_uint(x) for x in v),
 }
 _REQUIRED = {
     Kind.INFER: ("id", "budget_ms", "pkg", "tensors"),
     Kind.RESULT: ("id", "tensors"),
     Kind.ERROR: ("code",),
     Kind.BUSY: ("id",),
+    Kind.CANCEL: ("id",),
 }
 
 
+def _quote(v, n: int = 80) -> str:
+    """``repr(v)`` cut to ``n`` chars: error text never grows with what a peer sent."""
+    r = repr(v)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+def validate(kind: Kind, meta: Mapping[str, Any]) -> None:
+    """Type- and range-check every known field of ``kind``'s metadata; raise :class:`BadMetadata`.
+
+    The one schema every receiver (worker, broker, daemon) relies on: after it, each known
+    field has the type the table in ``docs/protocol.md`` says, so no later use can raise
+    ``TypeError``. Unknown keys are ignored (forward compatibility). Tensor entries are
+    checked by ``decode`` (``_tensor_meta``) against the receiver's limits.
+    """
+    if type(meta) is not dict:
+        raise BadMetadata(f"metadata must be a JSON object; got {type(meta).__name__}")
+    for key, value in meta.items():
+        check = _SCHEMA.get(key)
+        if check is not None and not check(value):
+            raise BadMetadata(f"metadata field {_quote(key, 40)} has an invalid value {_quote(value)}")
+    for key in _REQUIRED.get(kind, ()):
+        if key not in meta:
+            raise BadMetadata(f"{kind.name} metadata needs {key!r}; got keys {_quote(sorted(meta))}")
+
+
+MAX_ERROR_TEXT = 1024  # bytes of the JSON-escaped "msg": an ERROR always fits Limits.max_meta
+
+
+def fit_text(text: str, nbytes: int = MAX_ERROR_TEXT) -> str:
+    """``text`` cut so that its JSON encoding (ASCII-escaped, the worst case) has at most ``nbytes``.
+
+    Quoted peer strings can be 6-12 bytes per character once escaped, so cutting by
+    characters is not enough to keep a reply under the metadata limit."""
+    if len(text) <= nbytes // 12:
+        return text  # fast path: even all-surrogate text fits
+    size = len(json.dumps(text)) - 2
+    while size > nbytes:
+        text = text[: max(len(text) * nbytes // size - 4, 0)] + "..."
+        size = len(json.dumps(text)) - 2
+    return text
+
+
 def error_meta(code: ErrorCode, msg: str, req_id: Optional[int] = None) -> dict:
-    """Metadata of an ERROR message (message text bounded to the schema's 1024 chars)."""
-    meta = {"code": int(code), "msg": msg[:1024]}
-    if req_id is not None:
+    """Metadata of an ERROR message; the text is cut by encoded size (:func:`fit_text`)."""
+    meta = {"code": int(code), "msg": fit_text(str(msg))}
+    if type(req_id) is int:
         meta["id"] = req_id
     return meta
