@@ -29,15 +29,25 @@ class SplitModel:
         self.name = self.path.stem
         self.data = self.path.read_bytes()
         if self.data[4:8] == b"TFL3":
+            import struct
+
             from .tflite_graph import TFLiteGraph
-            self.reader = TFLiteGraph(self.data, self.name)
+            try:
+                self.reader = TFLiteGraph(self.data, self.name)
+            except (struct.error, IndexError, UnicodeDecodeError) as e:  # NOTE: a truncated flatbuffer
+                raise ModelError(f"{self.path} is not a valid TFLite model (truncated or corrupt: {e})") from None
         elif self.path.suffix.lower() == ".onnx":
             import onnx
 
             from .onnx_graph import OnnxGraph
-            self.reader = OnnxGraph(onnx.load_from_string(self.data), self.name)
+            try:
+                proto = onnx.load_from_string(self.data)
+            except Exception as e:  # NOTE: protobuf's DecodeError on a corrupt or truncated file
+                raise ModelError(f"{self.path} is not a valid ONNX model ({type(e).__name__}: {e})") from None
+            self.reader = OnnxGraph(proto, self.name)
         else:
-            raise ModelError(f"cannot split {self.path}: expected an .onnx or .tflite file")
+            raise ModelError(f"cannot split {self.path}: expected an .onnx file or a TFLite flatbuffer "
+                             f"(b'TFL3' at byte 4); got {self.data[:8]!r}")
         self.format, self.ext, self.graph = self.reader.format, self.reader.ext, self.reader.graph
         self.max_tensors = max_tensors
         self.notes: List[str] = []
