@@ -27,7 +27,7 @@ from .errors import BackendError, CodecError, ConfigError, InputError, ProtocolE
 from .package import Package
 from .transport import _util, protocol
 from .transport.protocol import ErrorCode, Kind
-from .transport.security import ServerSecurity, check_libzmq
+from .transport.security import ServerSecurity, apply_client_curve, check_libzmq
 
 log = logging.getLogger("edgeinf")
 
@@ -46,6 +46,8 @@ class WorkerConfig:
     allow_plaintext: bool = False        # plaintext on a non-loopback bind
     drain_s: float = 30.0                # SIGTERM: time given to in-flight work
     heartbeat_s: float = 0.5             # broker mode: heartbeat period
+    broker_key: Optional[str] = None     # broker mode: the broker's public .key (CURVE backend)...
+    worker_key: Optional[str] = None     # ...and this worker's .key_secret, in the broker's --worker-allow
     limits: protocol.Limits = field(default_factory=protocol.Limits)
 
 
@@ -99,7 +101,7 @@ class Worker:
         elif curve:
             raise ConfigError("behind a broker, CURVE is configured on the broker's frontend, not on workers")
         else:
-            _util.check_plaintext(cfg.connect, False, cfg.allow_plaintext)
+            _util.check_plaintext(cfg.connect, bool(cfg.broker_key), cfg.allow_plaintext)
         for pkg in self.packages.values():  # sessions are created once, here
             self._graphs[(pkg.hash, None)] = self._graph(pkg.session("full", threads=cfg.threads))
             for cut_id in pkg.cuts:
@@ -112,6 +114,8 @@ class Worker:
         if self._security:
             self._security.apply(self.front)
         if cfg.connect:
+            if cfg.broker_key:  # a CURVE client of the broker's backend (set before connect)
+                apply_client_curve(self.front, cfg.broker_key, cfg.worker_key)
             self.front.connect(cfg.connect)
             self.endpoint = cfg.connect
         else:

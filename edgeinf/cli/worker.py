@@ -17,6 +17,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per session")
     p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret: turn CURVE on")
     p.add_argument("--allow", metavar="DIR", help="directory of allowed client public keys (*.key)")
+    p.add_argument("--broker-key", metavar="FILE", help="with --connect: the broker's public .key (CURVE backend)")
+    p.add_argument("--worker-key", metavar="FILE", help="with --broker-key: this worker's .key_secret")
     p.add_argument("--allow-plaintext", action="store_true", help="allow plaintext on a non-loopback bind")
     p.add_argument("--drain", type=float, default=30.0, help="seconds given to in-flight work on SIGTERM")
     p.add_argument("--max-tensor-mb", type=float, default=256.0, help="largest tensor frame accepted (MiB)")
@@ -33,6 +35,7 @@ def run(args) -> int:
     cfg = WorkerConfig(bind=args.bind, connect=args.connect, workers=args.workers, queue=args.queue,
                        threads=args.threads, curve_secret=args.curve_secret, allow_dir=args.allow,
                        allow_plaintext=args.allow_plaintext, drain_s=args.drain,
+                       broker_key=args.broker_key, worker_key=args.worker_key,
                        limits=Limits(max_tensor_bytes=int(args.max_tensor_mb * 2**20)))
     worker = Worker(pkgs, cfg)
     try:
