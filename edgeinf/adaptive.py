@@ -253,6 +253,7 @@ class AdaptiveRuntime:
         from .transport import _util
 
         feeds = {k: np.zeros_like(v) for k, v in inputs.items()} if small else inputs
+        down = not self.ctl.link.up
         codec = self.probe_plan.plan.codec or "raw"
         specs, frames = _util.pack(feeds, codec)
         nbytes = sum(memoryview(f).nbytes for f in frames)
@@ -264,9 +265,9 @@ class AdaptiveRuntime:
             if reply.ok:
                 server = _num(reply.message.meta.get("service_ms"))
                 self._probes.put((self.clock(), reply.bytes_sent or nbytes,
-                                  (time.perf_counter() - t0) * 1e3 - server))
+                                  (time.perf_counter() - t0) * 1e3 - server, down))
             else:
-                self._probes.put((self.clock(), nbytes, None))
+                self._probes.put((self.clock(), nbytes, None, down))
             with self._probe_lock:
                 self._probe_inflight = False
 
@@ -275,10 +276,10 @@ class AdaptiveRuntime:
     def _drain(self) -> None:
         while True:
             try:
-                t, nbytes, ms = self._probes.get_nowait()
+                t, nbytes, ms, down = self._probes.get_nowait()
             except queue.Empty:
                 return
-            self.ctl.observe_probe(t, nbytes, ms)
+            self.ctl.observe_probe(t, nbytes, ms, sent_while_down=down)
 
     # -- lifecycle -------------------------------------------------------------------------
     def describe(self) -> dict:

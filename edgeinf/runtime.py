@@ -157,7 +157,7 @@ class EdgeRuntime:
             crossing = self._time_role("head", plan.cut, feeds)
             self._time_role("tail", plan.cut, crossing)
         elif plan.kind == "local" and plan != LOCAL:
-            self._executor(plan).warmup()
+            self._executor(plan).warmup(feeds)
         self._time_role("full", None, feeds)
 
     def _time_role(self, role: str, cut, feeds) -> Dict[str, np.ndarray]:

@@ -116,6 +116,12 @@ class LinkEstimator:
             return
         self.up = False
 
+    def revive(self, now_s: float) -> None:
+        """An answer came back over a link marked down: it is up again, but the time that
+        answer took includes the outage, so it is no bandwidth sample; the estimate stays
+        stale (low confidence) and the next probe measures the link afresh."""
+        self.up, self.failures = True, 0
+
     def estimate(self, now_s: float) -> LinkEstimate:
         age = math.inf if self.last_s is None else max(now_s - self.last_s, 0.0)
         log_bw = self.bw.mean if self.bw.mean is not None else self.prior[0]

@@ -77,9 +77,15 @@ class Controller:
         if m.queue_ms is not None or m.server_ms is not None:
             self.server.observe(m.queue_ms or 0.0, m.server_ms, cost.server_ms if cost else None)
 
-    def observe_probe(self, now_s: float, nbytes: int, transfer_ms: Optional[float]) -> None:
-        """A probe of ``nbytes`` came back after ``transfer_ms`` (None: it was lost)."""
+    def observe_probe(self, now_s: float, nbytes: int, transfer_ms: Optional[float],
+                      sent_while_down: bool = False) -> None:
+        """A probe of ``nbytes`` came back after ``transfer_ms`` (None: it was lost).
+
+        ``sent_while_down``: it left while the link was marked down, so its time may include
+        the outage: it only says the link is back (:meth:`LinkEstimator.revive`)."""
         if transfer_ms is None:
             self.link.fail(now_s)
+        elif sent_while_down:
+            self.link.revive(now_s)
         else:
             self.link.observe(now_s, nbytes, transfer_ms)

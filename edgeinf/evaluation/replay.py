@@ -106,7 +106,7 @@ def run(link: Link, costs: Sequence[PlanCost], arrivals_ms: Sequence[float], cho
             world.probes += 1
             size = probe_bytes[0] if world.probes % 5 == 1 else probe_bytes[1]  # as AdaptiveRuntime does
             done, transfer = world.probe(start, size)
-            heapq.heappush(pending, (done, len(out) * 2 + 1, ("probe", size, transfer)))
+            heapq.heappush(pending, (done, len(out) * 2 + 1, ("probe", size, transfer, probe == "down")))
         finish, fell, measured = world.attempt(plan, start, timeout)
         world.dev_free = finish
         if feedback:
@@ -132,11 +132,13 @@ def adaptive(ctl: Controller) -> Tuple[Chooser, Callable[[float, object], None]]
     """The live controller, driven by the replay's clock and measurements."""
     def choose(i, t, world):
         d = ctl.decide(t / 1000.0)
-        return d.plan, d.timeout_ms, d.probe, d.reason
+        # NOTE: as AdaptiveRuntime: a probe sent while the link is down only tells it is back
+        probe = ("down" if not ctl.link.up else True) if d.probe else False
+        return d.plan, d.timeout_ms, probe, d.reason
 
     def feedback(t, payload):
         if isinstance(payload, tuple):
-            ctl.observe_probe(t / 1000.0, payload[1], payload[2])
+            ctl.observe_probe(t / 1000.0, payload[1], payload[2], sent_while_down=payload[3])
         else:
             ctl.observe(t / 1000.0, payload)
     return choose, feedback
