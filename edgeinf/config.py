@@ -24,6 +24,8 @@ ENV = {
                "where built and downloaded models are cached"),
         EnvVar("EDGEINF_THREADS", "", "default intra-op threads for backend sessions (empty: engine default)"),
         EnvVar("EDGEINF_FORCE_GENERIC", "0", "1 forces the portable (non-SIMD) kernel paths"),
+        EnvVar("EDGEINF_DEVICES", "", "extra folder of device profiles (<name>.toml), searched before "
+               "the bundled ones"),
         EnvVar("EDGEINF_LOG", "WARNING", "log level of the 'edgeinf' logger for the CLI"),
     ]
 }

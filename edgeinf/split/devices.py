@@ -1,6 +1,8 @@
 """Device profiles: published compute, memory and power figures of target devices.
 
-Profiles live in ``devices/<name>.toml`` (sources cited in comments there). They scale
+Profiles ship inside the package, ``edgeinf/data/devices/<name>.toml`` (sources cited in
+comments there), so wheel and sdist installs find them; ``$EDGEINF_DEVICES`` names an
+extra folder searched first, for boards of your own. They scale
 timings measured on this machine to a target by the ratio of sustained CPU throughput
 (``cpu.gflops``, fp64 Linpack-style for every profile so ratios compare like with like)::
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import List, Optional, Union
 
+from .. import config
 from ..errors import ConfigError, nearest
 
 if sys.version_info >= (3, 11):
@@ -25,8 +28,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib
 
-#: Searched in order: the repository's devices/ folder (next to the package).
-DEVICES_DIR = Path(__file__).resolve().parents[2] / "devices"
+#: The bundled profiles: package data, present in every install (checkout, sdist, wheel).
+DEVICES_DIR = Path(__file__).resolve().parents[1] / "data" / "devices"
 HOST = "dev-x86"
 
 
@@ -75,24 +78,34 @@ _SCHEMA = {
 }
 
 
+def search_path() -> List[Path]:
+    """Folders searched for ``<name>.toml``, in order: ``$EDGEINF_DEVICES``, then the bundled ones."""
+    extra = config.get("EDGEINF_DEVICES")
+    return ([Path(extra).expanduser()] if extra else []) + [DEVICES_DIR]
+
+
 def names() -> List[str]:
-    return sorted(p.stem for p in DEVICES_DIR.glob("*.toml"))
+    """Every known device name (user folder and bundled profiles)."""
+    return sorted({p.stem for d in search_path() for p in d.glob("*.toml")})
+
+
+def _find(name: str) -> Optional[Path]:
+    return next((d / f"{name}.toml" for d in search_path() if (d / f"{name}.toml").is_file()), None)
 
 
 def load_device(name: Union[str, Path]) -> DeviceProfile:
-    """Load ``devices/<name>.toml`` (or a path to a TOML file).
+    """Load the profile called ``name`` (see :func:`search_path`), or a path to a TOML file.
 
     Raises
     ------
     ConfigError
         Unknown device (names the nearest), or a missing/mistyped field (names the field).
     """
-    path = Path(name)
-    if not path.suffix == ".toml":
-        path = DEVICES_DIR / f"{name}.toml"
-    if not path.is_file():
+    path = Path(name) if Path(name).suffix == ".toml" else _find(str(name))
+    if path is None or not path.is_file():
+        where = " and ".join(str(d) for d in search_path())
         raise ConfigError(f"unknown device {str(name)!r}; nearest: {nearest(str(name), names())} "
-                          f"(all: {', '.join(names())}; files in {DEVICES_DIR})")
+                          f"(all: {', '.join(names())}; files in {where})")
     try:
         doc = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
