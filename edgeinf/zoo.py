@@ -64,10 +64,22 @@ def names() -> List[str]:
     return list(BUILT) + list(MEDIAPIPE) + list(RAPIDOCR)
 
 
+def location(name: str) -> Path:
+    """Where zoo model ``name`` lives in the cache, whether or not it is there yet."""
+    if name in BUILT:
+        return models_dir() / BUILT[name]
+    if name in MEDIAPIPE:
+        return models_dir() / "mediapipe" / f"{name}.tflite"
+    if name in RAPIDOCR:
+        return models_dir() / "rapidocr" / RAPIDOCR[name]
+    raise ModelError(f"unknown zoo model {name!r}; did you mean {nearest(name, names())}? "
+                     f"Known: {', '.join(names())}")
+
+
 def path(name: str) -> Path:
     """Path of a zoo model, building or fetching it on first use."""
+    p = location(name)
     if name in BUILT:
-        p = models_dir() / BUILT[name]
         if not p.exists():
             from .models import mobilenetv2
 
@@ -75,19 +87,14 @@ def path(name: str) -> Path:
             mobilenetv2.save(p)
         return p
     if name in MEDIAPIPE:
-        p = models_dir() / "mediapipe" / f"{name}.tflite"
         if not p.exists():
             _fetch_wheel_files("mediapipe", MEDIAPIPE_VERSION, p.parent,
                                {f"mediapipe/modules/{m}": f"{n}.tflite" for n, m in MEDIAPIPE.items()})
         return p
-    if name in RAPIDOCR:
-        p = models_dir() / "rapidocr" / RAPIDOCR[name]
-        if not p.exists():
-            _fetch_wheel_files("rapidocr_onnxruntime", RAPIDOCR_VERSION, p.parent,
-                               {f"rapidocr_onnxruntime/models/{f}": f for f in RAPIDOCR.values()})
-        return p
-    raise ModelError(f"unknown zoo model {name!r}; did you mean {nearest(name, names())}? "
-                     f"Known: {', '.join(names())}")
+    if not p.exists():  # RAPIDOCR: location() rejected every other name
+        _fetch_wheel_files("rapidocr_onnxruntime", RAPIDOCR_VERSION, p.parent,
+                           {f"rapidocr_onnxruntime/models/{f}": f for f in RAPIDOCR.values()})
+    return p
 
 
 def resolve(name_or_path: str) -> Path:

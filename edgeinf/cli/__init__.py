@@ -16,11 +16,12 @@ from typing import List, Optional
 
 from .. import config
 from ..errors import EdgeInfError
+from ._util import missing_extra
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="edgeinf", description="Edge and split-computing inference.")
-    ap.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; show tracebacks")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
         importlib.import_module(f"{__name__}.{mod}").register(sub)
@@ -37,11 +38,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except EdgeInfError as e:
-        print(f"edgeinf {args.command}: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `edgeinf ... | head` closed our stdout; not an error
         sys.stderr.close()
         return 0
+    except Exception as e:  # NOTE: every failure is one line; -v re-raises for the traceback
+        if args.verbose:
+            raise
+        return _fail(args.command, e)
+
+
+def _fail(command: str, e: Exception) -> int:
+    """Print ``e`` as the command's one-line error and return the exit code."""
+    hint = missing_extra(e) if isinstance(e, ImportError) else None
+    if hint:
+        msg = hint
+    elif isinstance(e, (EdgeInfError, OSError)):  # OSError: a file the user named is missing or unreadable
+        msg = str(e)
+    else:  # a failure nothing here anticipated: still one line, but say what it was
+        msg = f"unexpected {type(e).__name__}: {e} (rerun with -v for the traceback)"
+    print(f"edgeinf {command}: error: {' '.join(msg.split())}", file=sys.stderr)
+    return 1

@@ -26,3 +26,24 @@ def percentiles_ms(samples_s) -> dict:
     a = np.asarray(samples_s, dtype=np.float64) * 1e3
     return {"median_ms": round(float(np.median(a)), 3), "p90_ms": round(float(np.percentile(a, 90)), 3),
             "min_ms": round(float(a.min()), 3), "n": int(a.size)}
+
+
+#: Optional modules -> (distribution to install, the extra that brings it). A command that
+#: imports one of these on a plain install gets this hint instead of a traceback.
+OPTIONAL = {
+    "skimage": ("scikit-image", "demo"),
+    "sklearn": ("scikit-learn", "demo"),
+    "matplotlib": ("matplotlib", "demo"),
+    "torch": ("torch", "train"),
+    "llama_cpp": ("llama-cpp-python", "llm"),
+}
+
+
+def missing_extra(e: ImportError):
+    """The one-line install hint for an optional module ``e`` failed to import, else None."""
+    top = (getattr(e, "name", None) or "").split(".")[0]
+    if top not in OPTIONAL:
+        return None
+    dist, extra = OPTIONAL[top]
+    note = " (the CPU build of torch is enough)" if top == "torch" else ""
+    return f'this command needs {dist}, which is not installed: pip install "edgeinf[{extra}]"{note}'

@@ -8,7 +8,7 @@ def register(sub) -> None:
     p = sub.add_parser("models", help="list or fetch the bundled models (MobileNetV2-shaped, mediapipe)")
     p.add_argument("--fetch", action="store_true", help="build/fetch the test set into the cache")
     p.add_argument("--all", action="store_true", help="with --fetch: every zoo model")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
@@ -19,8 +19,7 @@ def run(args) -> int:
         zoo.fetch_all(zoo.names() if args.all else zoo.TEST_SET)
     rows = []
     for name in zoo.names():
-        p = (zoo.models_dir() / zoo.BUILT[name]) if name in zoo.BUILT else \
-            (zoo.models_dir() / "mediapipe" / f"{name}.tflite")
+        p = zoo.location(name)
         rows.append({"name": name, "path": str(p), "cached": p.exists()})
     if args.json:
         print_json({"models": rows})

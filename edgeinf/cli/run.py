@@ -28,13 +28,14 @@ def run(args) -> int:
 
     if args.repeat < 1:
         raise InputError("--repeat must be >= 1")
+    if args.input is not None and not args.input.is_file():
+        raise InputError(f"--input {args.input}: no such file (expected a .npy holding the model's input)")
     model = load(zoo.resolve(args.model), threads=args.threads)
     if args.input is not None:
         if len(model.inputs) != 1:
             raise InputError(f"--input gives one array but the model takes {len(model.inputs)}: "
                              + "; ".join(s.describe() for s in model.inputs))
-        # NOTE: allow_pickle stays False: a .npy from elsewhere must not run code.
-        feeds = {model.inputs[0].name: np.load(args.input, allow_pickle=False)}
+        feeds = {model.inputs[0].name: _load_npy(args.input)}
     else:
         feeds = model.random_inputs()
     for _ in range(3):
@@ -57,3 +58,16 @@ def run(args) -> int:
         print(f"  out  {s.describe()}   got {shape_str(outputs[s.name].shape)}")
     print(f"  latency over {stats['n']} runs: median {stats['median_ms']:.2f} ms, p90 {stats['p90_ms']:.2f} ms")
     return 0
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """The array in a .npy file, or an InputError saying why it is not one."""
+    try:
+        # NOTE: allow_pickle stays False: a .npy from elsewhere must not run code.
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"--input {path}: not a readable .npy array ({e})") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive loads as a mapping of arrays
+        arr.close()
+        raise InputError(f"--input {path}: expected a .npy file holding one array; got an .npz archive")
+    return arr
