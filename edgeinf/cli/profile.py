@@ -52,5 +52,6 @@ def run(args) -> int:
         dh = f"{c['device_head_ms']:.2f}" if dev else ""
         print(f"  {c['id']:<10} {c['head']['median_ms']:>8.2f} {c['tail']['median_ms']:>8.2f} {dh:>20} "
               f"{c['bytes'] / 1024:>9.1f} {best:>9.1f} {c.get('head_macs', 0) / 1e6:>9.1f}")
-    print(f"measured: head/tail ms, bytes; estimated: MACs; scaled: device ms.  wrote {jpath} and {png}")
+    wrote = f"{jpath} and {png}" if png else f"{jpath} (no plot: matplotlib not installed)"
+    print(f"measured: head/tail ms, bytes; estimated: MACs; scaled: device ms.  wrote {wrote}")
     return 0

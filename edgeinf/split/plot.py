@@ -6,13 +6,24 @@ cross, raw and with the smallest codec.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
+
+log = logging.getLogger("edgeinf")
 
 
-def plot_profile(profile: dict, out: Union[str, Path]) -> Path:
-    """Write the PNG for a :func:`~edgeinf.split.profile.profile_model` result."""
-    import matplotlib
+def plot_profile(profile: dict, out: Union[str, Path]) -> Optional[Path]:
+    """Write the PNG for a :func:`~edgeinf.split.profile.profile_model` result.
+
+    Returns None, and says so once in the log, when matplotlib is not installed: the
+    profile itself is the product and must not need a plotting library (a Pi install).
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        log.warning('no profile plot: matplotlib is not installed (pip install "edgeinf[plot]")')
+        return None
 
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
