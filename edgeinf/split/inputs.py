@@ -1,49 +1,50 @@
-"""Real inputs for verification and profiling: photographs resized to the model's input.
+"""Real inputs for verification and profiling: photographs for image inputs, seeded values
+drawn from the specs for the rest.
 
-scikit-image ships a few photographs (astronaut, coffee, a printed page...). Image-like inputs
-(rank 4 with 1 or 3 channels, NCHW or NHWC) get a photo scaled to [0, 1]; any other input
-gets seeded random values of its dtype, so every model can still be checked.
+An input is an image when it is rank 4 with 1 or 3 channels first or last (NCHW or NHWC)
+and float or uint8: it gets one of the bundled photographs (:mod:`edgeinf.photos`), scaled
+to [0, 1] for floats. Any other input gets seeded random values of its dtype, so every
+model can still be checked. :func:`is_image` is the one statement of that rule.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ..types import TensorSpec
 
-PHOTOS = ("astronaut", "coffee", "page", "chelsea", "rocket")
+
+def image_layout(shape: Tuple[int, ...], dtype) -> Optional[str]:
+    """'NCHW' or 'NHWC' when ``shape``/``dtype`` is an image input (see the module docstring), else None."""
+    dt = np.dtype(dtype)
+    if len(shape) != 4 or not (dt.kind == "f" or dt == np.uint8):
+        return None
+    if shape[1] in (1, 3) and shape[3] not in (1, 3) and min(shape[2], shape[3]) >= 4:
+        return "NCHW"
+    if shape[3] in (1, 3) and min(shape[1], shape[2]) >= 4:
+        return "NHWC"
+    return None
 
 
-def photo(index: int = 0) -> np.ndarray:
-    """A real RGB photograph (HxWx3 uint8); falls back to a smooth pattern without scikit-image."""
-    try:
-        from skimage import data
-    except ImportError:  # NOTE: scikit-image is a test extra; the library still works without it
-        y, x = np.mgrid[0:256, 0:256]
-        return np.stack([x, y, (x + y) // 2], -1).astype(np.uint8)
-    img = getattr(data, PHOTOS[index % len(PHOTOS)])()
-    return np.stack([img] * 3, -1) if img.ndim == 2 else img
+def is_image(shape: Tuple[int, ...], dtype) -> bool:
+    return image_layout(tuple(shape), dtype) is not None
 
 
 def _image(shape: Tuple[int, ...], dtype: np.dtype, index: int) -> np.ndarray:
-    import cv2
+    from .. import photos
 
-    nchw = shape[1] in (1, 3) and shape[3] not in (1, 3)
-    h, w = (shape[2], shape[3]) if nchw else (shape[1], shape[2])
-    c = shape[1] if nchw else shape[3]
-    batch = []
-    for b in range(shape[0]):
-        img = cv2.resize(photo(index + b), (w, h), interpolation=cv2.INTER_AREA)
-        img = img.mean(-1, keepdims=True) if c == 1 else img
-        batch.append(img.transpose(2, 0, 1) if nchw else img)
-    arr = np.stack(batch)
-    return (arr / 255.0).astype(dtype) if dtype.kind == "f" else arr.astype(dtype)
+    layout = image_layout(shape, dtype)
+    hw = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+    c = shape[1] if layout == "NCHW" else shape[3]
+    # NOTE: photos.load(index + batch) then keep the tail: sample i is the same photo whatever the batch
+    arr = photos.load(index + shape[0], hw, layout=layout, dtype=dtype, channels=c)[index:]
+    return np.ascontiguousarray(arr)
 
 
 def sample_inputs(specs: List[TensorSpec], shapes: Mapping[str, Tuple[int, ...]],
                   index: int = 0, seed: int = 0) -> Dict[str, np.ndarray]:
-    """One feed dict: photos for image-like inputs, seeded random values otherwise.
+    """One feed dict: photos for image inputs, seeded random values otherwise.
 
     Parameters
     ----------
@@ -52,13 +53,13 @@ def sample_inputs(specs: List[TensorSpec], shapes: Mapping[str, Tuple[int, ...]]
     shapes : mapping
         Concrete shape for each input.
     index : int
-        Which photograph to start from (several calls give several real inputs).
+        Which sample: photograph ``index`` (and onwards for a batch), random seed ``seed + index``.
     """
     rng = np.random.default_rng(seed + index)
     feeds = {}
     for s in specs:
         shape, dt = tuple(shapes[s.name]), np.dtype(s.dtype)
-        if len(shape) == 4 and (shape[1] in (1, 3) or shape[3] in (1, 3)) and dt.kind in "fu":
+        if is_image(shape, dt):
             feeds[s.name] = _image(shape, dt, index)
         elif dt.kind == "f":
             feeds[s.name] = rng.standard_normal(shape).astype(dt)
