@@ -3,13 +3,20 @@
 Lifecycle ``initialize`` (open packages, create every session once, bind, start auth) /
 ``serve`` (I/O loop until stopped and drained) / ``finalize`` (close everything). Only the
 I/O thread touches sockets; executors take jobs from a bounded queue and hand replies back
-through a Python queue plus a one-byte inproc wake-up. A failed request becomes that
-request's ERROR, never the worker's death.
+through a Python queue plus a one-byte inproc wake-up.
 
-Admission (I/O thread, cheap): authenticated user still allowed, message well formed,
-package/cut/tensors known, replay cache hit, then capacity (``workers + queue``): a full
-worker answers BUSY at once. Executors drop jobs whose deadline passed (ERROR EXPIRED,
-never executed). Replies are cached by (user, client id, request id) so retries run once.
+Isolation: whatever one message holds, handling it ends in that message's ERROR (or
+silence when it cannot be routed), never in the worker's death: the schema check
+(``protocol.validate``) runs before any field is used, every reply is built to fit the
+metadata limit, and a bug while handling one message is that message's ERROR INTERNAL.
+
+Admission (I/O thread, cheap): authenticated user still allowed, total size, message well
+formed, replay window (:mod:`edgeinf.transport.replay`), the client's own in-flight limit,
+then capacity (``workers + queue``): a full worker answers BUSY at once. A request is never
+started after its deadline (ERROR EXPIRED) nor after its client's CANCEL (ERROR CANCELLED).
+Deadlines count from receipt minus any stall the I/O loop saw before reading it (a
+SIGSTOPped worker does not run what waited in its socket buffers), or from the absolute
+``deadline`` the client sent, whichever is sooner.
 """
 from __future__ import annotations
 
@@ -17,8 +24,7 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence
 
 import zmq
@@ -27,9 +33,15 @@ from .errors import BackendError, CodecError, ConfigError, InputError, ProtocolE
 from .package import Package
 from .transport import _util, protocol
 from .transport.protocol import ErrorCode, Kind
+from .transport.replay import ReplayWindow
 from .transport.security import ServerSecurity, apply_client_curve, check_libzmq
 
 log = logging.getLogger("edgeinf")
+
+STATS = ("executed", "expired", "busy", "errors", "bad", "replayed", "auth_refused", "cancelled",
+         "retry_refused", "client_limit", "too_large", "internal", "stalls")
+CODEC_SLACK = 1 / 8       # a codec buffer may exceed its raw tensor (incompressible data, headers)...
+CODEC_HEAD = 64 * 2**10   # ...by this fraction plus this many bytes
 
 
 @dataclass
@@ -41,6 +53,9 @@ class WorkerConfig:
     threads: Optional[int] = None        # intra-op threads per session
     cache_entries: int = 1024            # idempotency cache (recent replies)...
     cache_bytes: int = 64 * 2**20        # ...and the tensor bytes they may hold
+    retry_window_s: float = 60.0         # answered ids stay known this long (retries refused, never rerun)
+    per_client: Optional[int] = None     # in flight per client (CURVE key, else connection); None: = queue
+    stall_s: float = 0.5                 # an I/O-loop gap longer than this counts against waiting budgets
     curve_secret: Optional[str] = None   # server .key_secret: enables CURVE
     allow_dir: Optional[str] = None      # client public keys allowed
     allow_plaintext: bool = False        # plaintext on a non-loopback bind
@@ -48,6 +63,7 @@ class WorkerConfig:
     heartbeat_s: float = 0.5             # broker mode: heartbeat period
     broker_key: Optional[str] = None     # broker mode: the broker's public .key (CURVE backend)...
     worker_key: Optional[str] = None     # ...and this worker's .key_secret, in the broker's --worker-allow
+    rcvhwm: int = 16                     # messages libzmq buffers per peer before it stops reading
     limits: protocol.Limits = field(default_factory=protocol.Limits)
 
 
@@ -62,7 +78,10 @@ class _Job:
     key: tuple
     msg: protocol.Message
     graph: _Graph
-    deadline: float
+    deadline: float             # time.monotonic()
+    owner: object               # whose in-flight budget it uses
+    envelopes: List[list] = field(default_factory=list)
+    cancelled: bool = False     # set by the I/O thread; checked before the job starts
 
 
 class Worker:
@@ -73,19 +92,24 @@ class Worker:
             raise ConfigError("a worker needs at least one --package")
         self.packages = {p.hash: p for p in packages}
         self.config = config
-        self.stats = dict.fromkeys(("executed", "expired", "busy", "errors", "bad", "replayed", "auth_refused"), 0)
+        self.limits = config.limits          # narrowed to the served graphs by initialize()
+        self.max_message = None              # total bytes of one message (initialize)
+        self.stats = dict.fromkeys(STATS, 0)
         self._graphs: Dict[tuple, _Graph] = {}
         self._jobs: "queue.Queue[Optional[_Job]]" = queue.Queue()
         self._done: "queue.SimpleQueue" = queue.SimpleQueue()
-        self._pending: Dict[tuple, List[list]] = {}  # key -> envelopes waiting for it
-        self._cache: "OrderedDict[tuple, tuple]" = OrderedDict()
-        self._cache_nbytes = 0
+        self._pending: Dict[tuple, _Job] = {}
+        self._inflight: Dict[object, int] = {}  # owner -> admitted, not yet answered
+        self._replay = ReplayWindow(config.retry_window_s, config.cache_entries, config.cache_bytes)
+        self._per_client = config.per_client or max(config.queue, 1)
+        self._lag = 0.0  # seconds the messages now being read may have waited unseen (a stall)
         self._lock = threading.Lock()
         self._busy = 0
         self._service_ms = 0.0
         self._stopping = False
         self._threads: List[threading.Thread] = []
         self._security: Optional[ServerSecurity] = None
+        self._details = True  # HELLO shows packages, cuts and counters (not on open plaintext)
         self.ctx = self.front = self._wake = None
         self.endpoint = None
 
@@ -98,6 +122,7 @@ class Worker:
             raise ConfigError("CURVE needs both --curve-secret (server key) and --allow (client keys dir)")
         if cfg.connect is None:
             _util.check_plaintext(cfg.bind, curve, cfg.allow_plaintext)
+            self._details = curve or _util.is_loopback(cfg.bind)
         elif curve:
             raise ConfigError("behind a broker, CURVE is configured on the broker's frontend, not on workers")
         else:
@@ -106,11 +131,15 @@ class Worker:
             self._graphs[(pkg.hash, None)] = self._graph(pkg.session("full", threads=cfg.threads))
             for cut_id in pkg.cuts:
                 self._graphs[(pkg.hash, cut_id)] = self._graph(pkg.session("tail", cut_id, threads=cfg.threads))
+        self.limits, self.max_message = self._served_limits()
         self.ctx = zmq.Context()
         if curve:
             self._security = ServerSecurity(cfg.curve_secret, cfg.allow_dir)
             self._security.start(self.ctx)
-        self.front = _util.socket(self.ctx, zmq.DEALER if cfg.connect else zmq.ROUTER, cfg.limits)
+        self.front = _util.socket(self.ctx, zmq.DEALER if cfg.connect else zmq.ROUTER, self.limits)
+        # NOTE: libzmq hands over a multipart message only once all of it arrived; MAXMSGSIZE
+        # bounds each frame, RCVHWM the messages buffered per peer (approximately)
+        self.front.rcvhwm = cfg.rcvhwm
         if self._security:
             self._security.apply(self.front)
         if cfg.connect:
@@ -128,9 +157,27 @@ class Worker:
             t = threading.Thread(target=self._executor, name=f"edgeinf-exec-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        log.info("worker serving %d package(s) on %s with %d executor(s), queue %d%s",
-                 len(self.packages), self.endpoint, cfg.workers, cfg.queue, ", CURVE" if curve else "")
+        log.info("worker serving %d package(s) on %s with %d executor(s), queue %d, frames <= %d bytes%s",
+                 len(self.packages), self.endpoint, cfg.workers, cfg.queue, self.limits.max_frame,
+                 ", CURVE" if curve else "")
         return self
+
+    def _served_limits(self):
+        """Limits narrowed to what the served graphs accept: the largest input tensor (with
+        codec slack) per frame and the largest input set per message, so an attacker's
+        frames are refused by libzmq before they are buffered whole."""
+        cap = self.config.limits
+        largest, total, count = 0, 0, 0
+        for g in self._graphs.values():
+            specs = list(g.inputs.values())
+            if not all(s.is_static for s in specs):
+                return cap, None  # a dynamic dim: only the configured cap bounds a tensor
+            sizes = [s.nbytes() for s in specs]
+            largest, total = max(largest, max(sizes, default=0)), max(total, sum(sizes))
+            count = max(count, len(specs))
+        tensor = min(cap.max_tensor_bytes, int(largest * (1 + CODEC_SLACK)) + CODEC_HEAD)
+        limits = replace(cap, max_tensor_bytes=tensor)
+        return limits, int(total * (1 + CODEC_SLACK)) + CODEC_HEAD * (1 + count) + limits.max_meta
 
     def stop(self) -> None:
         """Stop accepting (new requests get BUSY); serve() returns once in-flight work is done.
@@ -169,17 +216,19 @@ class Worker:
         poller.register(self._wake, zmq.POLLIN)
         drain_until = None
         next_beat = 0.0
+        last = time.monotonic()
         while True:
             events = dict(poller.poll(100))
+            now = time.monotonic()
+            if now - last > 0.1 + self.config.stall_s:  # stopped or starved: buffered messages are old
+                self._lag = max(self._lag, now - last)
+                self.stats["stalls"] += 1
+                log.warning("worker I/O loop stalled %.2f s; waiting requests are charged for it", now - last)
+            last = now
             if self._wake in events:
                 self._flush_done()
             if self.front in events:
-                for _ in range(64):  # bounded batch so replies are not starved
-                    try:
-                        frames = self.front.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self._on_message(frames)
+                self._read_batch()
             if self.config.connect and time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self.config.heartbeat_s
                 self._send([b""], Kind.HEARTBEAT, {"load": self.load()})
@@ -187,6 +236,7 @@ class Worker:
                 drain_until = drain_until or time.monotonic() + self.config.drain_s
                 if not self._pending or time.monotonic() > drain_until:
                     break
+            last = time.monotonic()
         self._flush_done()
         if self._pending:
             log.warning("worker stopped with %d request(s) unfinished after %.0f s of draining",
@@ -194,67 +244,142 @@ class Worker:
         if self.config.connect:
             self._send([b""], Kind.DISCONNECT, {})
 
-    def _on_message(self, frames: List[zmq.Frame]) -> None:
+    def _read_batch(self) -> None:
+        """Up to 64 messages (so replies are not starved); CANCELs first, so a request and
+        its cancellation read in one batch never start."""
+        batch = []
+        for _ in range(64):
+            try:
+                batch.append(self.front.recv_multipart(zmq.NOBLOCK, copy=False))
+            except zmq.Again:
+                break
+        late, self._lag = self._lag, (self._lag if len(batch) == 64 else 0.0)  # backlog read: lag over
+        parsed = [self._isolated([[bytes(f[0].buffer)]], self._parse, f) for f in batch]
+        for p in parsed:
+            if p is not None and p[2].kind == Kind.CANCEL:
+                self._isolated([p[0]], self._cancel, *p)
+        for p in parsed:
+            if p is not None and p[2].kind != Kind.CANCEL:
+                self._isolated([p[0]], self._dispatch, *p, late)
+
+    def _isolated(self, envelopes: List[list], fn, *args):
+        """Run one message's handler; a bug becomes ERROR INTERNAL to ``envelopes``, nothing more."""
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - no message may end the worker
+            self.stats["internal"] += 1
+            log.exception("internal error handling a message")
+            for envelope in envelopes:
+                self._error(envelope, ErrorCode.INTERNAL, f"{type(e).__name__} while handling the message")
+            return None
+
+    def _parse(self, frames: List[zmq.Frame]):
+        """(envelope, user, message), or None once an ERROR was sent (or nothing can be)."""
         envelope, body = [bytes(frames[0].buffer)], frames[1:]
         if self.config.connect and envelope == [b""]:
-            return  # broker heartbeat: nothing to answer
+            return None  # broker heartbeat: nothing to answer
         user = ""
         if self._security is not None and body:
             if not self._security.user_allowed(body[0]):
                 self.stats["auth_refused"] += 1
                 return self._error(envelope, ErrorCode.AUTH, "client key not allowed")
             user = body[0].get("User-Id")
+        if self.max_message is not None:
+            total = sum(len(f) for f in body)
+            if total > self.max_message:
+                self.stats["too_large"] += 1
+                return self._error(envelope, ErrorCode.PROTOCOL,
+                                   f"message is {total} bytes; this worker accepts at most {self.max_message}")
         try:
-            msg = protocol.decode(body, self.config.limits)
+            msg = protocol.decode(body, self.limits)
         except ProtocolError as e:
             self.stats["bad"] += 1
             log.debug("malformed message from %r: %s", envelope[0], e)
             return self._error(envelope, getattr(e, "code", ErrorCode.PROTOCOL), str(e))
+        return envelope, user, msg
+
+    def _dispatch(self, envelope: list, user: str, msg: protocol.Message, late: float) -> None:
         if msg.kind == Kind.INFER:
-            return self._admit(envelope, user, msg)
+            return self._admit(envelope, user, msg, late)
         if msg.kind == Kind.HEARTBEAT:
             return self._send(envelope, Kind.HEARTBEAT, {"load": self.load()})
         if msg.kind == Kind.HELLO:
-            return self._send(envelope, Kind.HELLO, self.hello())
+            return self._send(envelope, Kind.HELLO, self.hello(user))
         self._error(envelope, ErrorCode.PROTOCOL, f"unexpected {msg.kind.name}", msg.id)
 
-    def _admit(self, envelope: list, user: str, msg: protocol.Message) -> None:
-        rid = msg.id
-        key = (user, msg.meta.get("client") or envelope[0], rid)
-        if key in self._cache:
+    def _key(self, envelope: list, user: str, msg: protocol.Message) -> tuple:
+        return user, msg.meta.get("client") or envelope[0], msg.id
+
+    def _cancel(self, envelope: list, user: str, msg: protocol.Message) -> None:
+        """CANCEL: the client ran it elsewhere. Not answered; the INFER gets ERROR CANCELLED
+        if it had not started (only the same client, the same key, can cancel)."""
+        job = self._pending.get(self._key(envelope, user, msg))
+        if job is not None:
+            job.cancelled = True
+
+    def _admit(self, envelope: list, user: str, msg: protocol.Message, late: float) -> None:
+        rid, key = msg.id, self._key(envelope, user, msg)
+        state, reply = self._replay.lookup(key)
+        if state == "cached":
             self.stats["replayed"] += 1
-            kind, meta, frames, _ = self._cache[key]
+            kind, meta, frames = reply
             return self._send(envelope, kind, meta, frames, protocol.FLAG_CACHED)
-        if key in self._pending:  # a retry while the first copy still runs: answer both once
-            if envelope not in self._pending[key]:
-                self._pending[key].append(envelope)
+        if state == "refused":
+            self.stats["retry_refused"] += 1
+            return self._error(envelope, ErrorCode.RETRY_WINDOW, "this request id was answered before and its "
+                               "answer is no longer kept; not run twice", rid)
+        job = self._pending.get(key)
+        if job is not None:  # a retry while the first copy waits or runs: answer both once
+            if envelope not in job.envelopes:
+                job.envelopes.append(envelope)
             return
+        owner = user or envelope[0]  # CURVE: every connection of one key shares its budget
         if self._stopping or len(self._pending) >= self.config.workers + self.config.queue:
-            self.stats["busy"] += 1
-            reason = "draining" if self._stopping else "queue full"
-            return self._send(envelope, Kind.BUSY, {"id": rid, "reason": reason, "load": self.load()})
+            return self._busy_reply(envelope, rid, "draining" if self._stopping else "queue full")
+        if self._inflight.get(owner, 0) >= self._per_client:
+            self.stats["client_limit"] += 1
+            return self._busy_reply(envelope, rid, "client limit")
+        deadline = self._deadline(msg, late)
+        if time.monotonic() > deadline:
+            self.stats["expired"] += 1
+            return self._error(envelope, ErrorCode.EXPIRED, "deadline passed before it could start; not executed", rid)
         try:
             graph = self._check(msg)
         except (ProtocolError, CodecError, InputError) as e:
             self.stats["errors"] += 1
             fallback = ErrorCode.CODEC if isinstance(e, CodecError) else ErrorCode.BAD_INPUT
             return self._error(envelope, getattr(e, "code", None) or fallback, str(e), rid)
-        self._pending[key] = [envelope]
-        self._jobs.put(_Job(key, msg, graph, time.monotonic() + msg.meta["budget_ms"] / 1e3))
+        job = self._pending[key] = _Job(key, msg, graph, deadline, owner, [envelope])
+        self._inflight[owner] = self._inflight.get(owner, 0) + 1
+        self._jobs.put(job)
+
+    def _busy_reply(self, envelope: list, rid: int, reason: str) -> None:
+        self.stats["busy"] += 1
+        self._send(envelope, Kind.BUSY, {"id": rid, "reason": reason, "load": self.load()})
+
+    @staticmethod
+    def _deadline(msg: protocol.Message, late: float) -> float:
+        """The sooner of receipt + budget (minus a stall seen before reading it) and the
+        absolute ``deadline`` the client sent (Unix time; meaningful with synchronised clocks)."""
+        now = time.monotonic()
+        deadline = now + msg.meta["budget_ms"] / 1e3 - late
+        if "deadline" in msg.meta:
+            deadline = min(deadline, now + msg.meta["deadline"] - time.time())
+        return deadline
 
     def _check(self, msg: protocol.Message) -> _Graph:
         pkg_hash, cut = msg.meta["pkg"], msg.meta.get("cut")
         if pkg_hash not in self.packages:
-            raise _Refused(ErrorCode.UNKNOWN_PACKAGE, f"no package {pkg_hash[:16]}... here; "
+            raise _Refused(ErrorCode.UNKNOWN_PACKAGE, f"no package {pkg_hash[:16]!r}... here; "
                            f"serving {[h[:16] for h in self.packages]}")
         graph = self._graphs.get((pkg_hash, cut))
         if graph is None:
             cuts = sorted(self.packages[pkg_hash].cuts)
-            raise _Refused(ErrorCode.UNKNOWN_CUT, f"package has no cut {cut!r}; cuts: {cuts}")
+            raise _Refused(ErrorCode.UNKNOWN_CUT, f"package has no cut {protocol._quote(cut)}; cuts: {cuts}")
         _util.decoder(msg.codec)  # CodecError if unknown here
         given = {t.name: t for t in msg.tensors}
         if set(given) != set(graph.inputs):
-            raise InputError(f"graph expects tensors {sorted(graph.inputs)}; got {sorted(given)}")
+            raise InputError(f"graph expects tensors {sorted(graph.inputs)}; got {protocol._quote(sorted(given), 200)}")
         for name, spec in graph.inputs.items():
             t = given[name]
             if t.dtype != spec.dtype.name or not spec.matches(t.shape):
@@ -263,8 +388,14 @@ class Worker:
 
     def _send(self, envelope: list, kind: Kind, meta: dict, frames=(), flags: int = 0) -> None:
         try:
-            frames = envelope + protocol.encode(kind, meta, frames, flags)
-            self.front.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            body = protocol.encode(kind, meta, frames, flags)
+        except (ProtocolError, ValueError, TypeError) as e:  # a reply we built does not fit: a bug
+            self.stats["internal"] += 1
+            log.error("%s reply could not be encoded (%s); sending ERROR INTERNAL", kind.name, e)
+            rid = meta.get("id") if isinstance(meta, dict) else None
+            body = protocol.encode(Kind.ERROR, protocol.error_meta(ErrorCode.INTERNAL, "reply too large", rid))
+        try:
+            self.front.send_multipart(envelope + body, zmq.NOBLOCK, copy=False)
         except zmq.ZMQError as e:  # EHOSTUNREACH (peer gone) or EAGAIN (peer not reading)
             log.debug("reply %s to %r dropped: %s", kind.name, envelope[0], e)
 
@@ -280,7 +411,7 @@ class Worker:
                 job = self._jobs.get()
                 if job is None:
                     return
-                self._done.put((job.key, *self.execute(job)))
+                self._done.put((job, *self.execute(job)))
                 wake.send(b"", zmq.NOBLOCK)
         finally:
             wake.close(linger=0)
@@ -288,6 +419,9 @@ class Worker:
     def execute(self, job: _Job) -> tuple:
         """Run one job; return (kind, meta, frames). Never raises."""
         rid = job.msg.id
+        if job.cancelled:
+            self._count("cancelled")
+            return Kind.ERROR, protocol.error_meta(ErrorCode.CANCELLED, "cancelled by the client; not executed", rid), ()
         if time.monotonic() > job.deadline:
             self._count("expired")
             meta = protocol.error_meta(ErrorCode.EXPIRED, "deadline passed before it ran; not executed", rid)
@@ -296,7 +430,7 @@ class Worker:
         with self._lock:
             self._busy += 1
         try:
-            outputs = job.graph.session.run(_util.unpack(job.msg, self.config.limits))
+            outputs = job.graph.session.run(_util.unpack(job.msg, self.limits))
             specs, frames = protocol.pack_raw(outputs)
             code = None
         except (ProtocolError, InputError) as e:
@@ -330,23 +464,20 @@ class Worker:
                 break
         while True:
             try:
-                key, kind, meta, frames = self._done.get_nowait()
+                job, kind, meta, frames = self._done.get_nowait()
             except queue.Empty:
                 return
-            self._remember(key, kind, meta, frames)
-            envelopes = self._pending.pop(key, ())
-            meta["load"] = self.load()  # fresh at send time, this request no longer counted
-            for envelope in envelopes:
-                self._send(envelope, kind, meta, frames)
+            self._isolated(job.envelopes, self._answer, job, kind, meta, frames)
 
-    def _remember(self, key: tuple, kind: Kind, meta: dict, frames) -> None:
-        """Keep a reply for retries; oldest out first, bounded in entries and bytes."""
-        nbytes = sum(memoryview(f).nbytes for f in frames)
-        self._cache[key] = (kind, meta, frames, nbytes)
-        self._cache_nbytes += nbytes
-        cfg = self.config
-        while self._cache and (len(self._cache) > cfg.cache_entries or self._cache_nbytes > cfg.cache_bytes):
-            self._cache_nbytes -= self._cache.popitem(last=False)[1][3]
+    def _answer(self, job: _Job, kind: Kind, meta: dict, frames) -> None:
+        self._pending.pop(job.key, None)
+        left = self._inflight.pop(job.owner, 1) - 1
+        if left > 0:
+            self._inflight[job.owner] = left
+        self._replay.remember(job.key, (kind, meta, frames), sum(memoryview(f).nbytes for f in frames))
+        meta["load"] = self.load()  # fresh at send time, this request no longer counted
+        for envelope in job.envelopes:
+            self._send(envelope, kind, meta, frames)
 
     # -- reports -------------------------------------------------------------------------
     def load(self) -> dict:
@@ -355,15 +486,18 @@ class Worker:
         return {"queue": max(len(self._pending) - busy, 0), "busy": busy, "workers": self.config.workers,
                 "capacity": self.config.workers + self.config.queue, "service_ms": round(service, 3)}
 
-    def hello(self) -> dict:
-        cuts = {h[:16]: sorted(p.cuts) for h, p in self.packages.items()}
-        return {"proto": protocol.PROTOCOL_VERSION, "pkgs": sorted(self.packages), "codecs": _util.codec_names(),
-                "cuts": cuts, "load": self.load(), "stats": dict(self.stats)}
+    def hello(self, user: str = "") -> dict:
+        """HELLO reply. Package hashes, cuts and counters go only to peers that are
+        authenticated (CURVE on) or trusted by the bind (loopback, broker backend); an open
+        plaintext bind (``--allow-plaintext``) shows protocol, codecs and load only."""
+        out = {"proto": protocol.PROTOCOL_VERSION, "codecs": _util.codec_names(), "load": self.load()}
+        if (self._security is not None and user) or (self._security is None and self._details):
+            out.update(pkgs=sorted(self.packages), cuts={h[:16]: sorted(p.cuts) for h, p in self.packages.items()},
+                       stats=dict(self.stats))
+        return out
 
 
 class _Refused(ProtocolError):
     def __init__(self, code: ErrorCode, msg: str):
         super().__init__(msg)
         self.code = code
-
-

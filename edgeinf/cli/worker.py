@@ -1,6 +1,7 @@
 """``edgeinf worker``: serve model package tails (and full models) to edge clients."""
 from __future__ import annotations
 
+import json
 import signal
 import sys
 
@@ -15,6 +16,10 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="executor threads (default 2)")
     p.add_argument("--queue", type=int, default=8, help="requests queued beyond running ones before BUSY (default 8)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per session")
+    p.add_argument("--per-client", type=int, default=None,
+                   help="requests one client (CURVE key, else connection) may have in flight (default: --queue)")
+    p.add_argument("--retry-window", type=float, default=60.0,
+                   help="seconds an answered request id stays known: retries are replayed or refused, never rerun")
     p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret: turn CURVE on")
     p.add_argument("--allow", metavar="DIR", help="directory of allowed client public keys (*.key)")
     p.add_argument("--broker-key", metavar="FILE", help="with --connect: the broker's public .key (CURVE backend)")
@@ -23,6 +28,7 @@ def register(sub) -> None:
     p.add_argument("--drain", type=float, default=30.0, help="seconds given to in-flight work on SIGTERM")
     p.add_argument("--max-tensor-mb", type=float, default=256.0, help="largest tensor frame accepted (MiB)")
     p.add_argument("--no-verify", action="store_true", help="skip hashing package files at start")
+    p.add_argument("--json", action="store_true", help="on exit, print the counters as one JSON line on stdout")
     p.set_defaults(func=run)
 
 
@@ -35,6 +41,7 @@ def run(args) -> int:
     cfg = WorkerConfig(bind=args.bind, connect=args.connect, workers=args.workers, queue=args.queue,
                        threads=args.threads, curve_secret=args.curve_secret, allow_dir=args.allow,
                        allow_plaintext=args.allow_plaintext, drain_s=args.drain,
+                       per_client=args.per_client, retry_window_s=args.retry_window,
                        broker_key=args.broker_key, worker_key=args.worker_key,
                        limits=Limits(max_tensor_bytes=int(args.max_tensor_mb * 2**20)))
     worker = Worker(pkgs, cfg)
@@ -50,4 +57,7 @@ def run(args) -> int:
     finally:
         worker.finalize()
     print(f"edgeinf worker: stopped; stats {worker.stats}", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps({"stats": worker.stats, "max_frame": worker.limits.max_frame,
+                          "max_message": worker.max_message}), flush=True)
     return 0
