@@ -389,7 +389,7 @@ def _is_image(buf) -> bool:
 def _decode_image(buf, out: Optional[np.ndarray]) -> np.ndarray:
     from . import imagecodec
 
-    a = imagecodec.decode(buf)
+    a = imagecodec.decode(buf, None if out is None else out.shape)  # shape refused before decoding
     if out is None:
         return a
     if out.shape != a.shape or out.dtype != a.dtype:
