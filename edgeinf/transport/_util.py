@@ -25,10 +25,35 @@ def socket(ctx: zmq.Context, kind: int, limits: protocol.Limits = protocol.DEFAU
 
 
 def is_loopback(endpoint: str) -> bool:
+    """Whether every host in a ZeroMQ ``endpoint`` is this machine (ipc/inproc, localhost,
+    127.0.0.0/8, ::1). Parsed as addresses: ``127.evil.com``, ``*`` and interface names are not."""
+    import ipaddress
+
     if endpoint.startswith(("ipc://", "inproc://")):
         return True
-    host = urlsplit(endpoint).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    if not endpoint.startswith("tcp://"):
+        return False
+    try:
+        netloc = urlsplit(endpoint).netloc
+    except ValueError:  # e.g. an unclosed "[": not an address we can vouch for
+        return False
+    hosts = []
+    for part in netloc.split(";"):  # "source;destination" on connect
+        if part.startswith("["):
+            hosts.append(part[1:part.find("]")] if "]" in part else "")
+        else:
+            hosts.append(part.rsplit(":", 1)[0] if ":" in part else part)
+    for host in hosts:
+        if host.lower() == "localhost":
+            continue
+        try:
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False  # a name (could resolve anywhere), "*" or an interface
+        mapped = getattr(ip, "ipv4_mapped", None)
+        if not (ip.is_loopback or (mapped is not None and mapped.is_loopback)):
+            return False
+    return bool(hosts)
 
 
 def check_plaintext(endpoint: str, curve: bool, allow_plaintext: bool) -> None:
