@@ -3,8 +3,12 @@
     edgeinf split MODEL --list [--json]
     edgeinf split MODEL --verify [--at CUT] [--json]
     edgeinf split MODEL --at CUT[,CUT...] -o DIR      (or --all -o DIR; -o alone: Pareto cuts)
+    edgeinf split MODEL ... -o DIR --profile [--device D] [--inputs F.npz]   (then profile.json)
 """
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from ..errors import ConfigError
 from ._util import print_json
@@ -38,6 +42,10 @@ def register(sub) -> None:
     p.add_argument("--at", help="cut id(s), comma-separated: package them (-o) or verify only them")
     p.add_argument("-o", "--out", help="write a model package to this directory")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--profile", action="store_true", help="with -o: then measure every plan into profile.json")
+    p.add_argument("--device", help="with --profile: target device profile whose pace to record")
+    p.add_argument("--inputs", metavar="F.npz", help="with --profile: sample inputs, one array per model input")
+    p.add_argument("--accuracy-floor", type=float, default=0.99, help="with --profile: codec fidelity floor")
     p.set_defaults(func=run)
 
 
@@ -48,9 +56,19 @@ def run(args) -> int:
     if args.out:
         if args.list or args.verify:
             raise ConfigError("-o writes a package; it does not combine with --list or --verify")
+        if args.inputs and not Path(args.inputs).is_file():  # NOTE: fail before the slow part
+            raise ConfigError(f"--inputs file not found: {args.inputs}")
         path = build_package(m, args.out, at="all" if args.all else args.at)
-        print(f"wrote {path} ({len(m.select('all' if args.all else args.at))} cut(s), verified)")
+        print(f"wrote {path} ({len(m.select('all' if args.all else args.at))} cut(s), verified)",
+              file=sys.stderr if args.json else sys.stdout)
+        if args.profile:
+            from .profile import run_package
+
+            args.repeat, args.threads, args.at = 10, 1, None
+            return run_package(path, args)
         return 0
+    if args.profile or args.inputs:
+        raise ConfigError("--profile and --inputs profile a package and need -o DIR")
     if args.all:
         raise ConfigError("--all packages every cut and needs -o DIR")
     if args.verify:

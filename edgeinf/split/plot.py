@@ -41,10 +41,11 @@ def plot_profile(profile: dict, out: Union[str, Path]) -> Optional[Path]:
     ax.set_ylabel("time (ms)")
     ax2 = ax.twinx()
     ax2.plot(x, [c["bytes"] / 1024 for c in cuts], "k.-", lw=1, ms=3, label="crossing raw (KiB)")
-    best = [min(c["codec_bytes"].values()) / 1024 for c in cuts if c.get("codec_bytes")]
-    if len(best) == len(cuts):
-        name = min(cuts[0]["codec_bytes"], key=cuts[0]["codec_bytes"].get)
-        ax2.plot(x, best, "g.--", lw=1, ms=3, label=f"crossing {name} (KiB)")
+    # NOTE: the best codec meeting the accuracy floor (older profiles: the smallest)
+    pick = [c.get("best_codec") or min(c["codec_bytes"], key=c["codec_bytes"].get) for c in cuts if c.get("codec_bytes")]
+    if len(pick) == len(cuts):
+        best = [c["codec_bytes"].get(n, c["bytes"]) / 1024 for c, n in zip(cuts, pick)]
+        ax2.plot(x, best, "g.--", lw=1, ms=3, label="crossing, best codec at the floor (KiB)")
     ax2.set_yscale("log")
     ax2.set_ylabel("crossing size (KiB, log)")
     step = max(1, len(cuts) // 20)
