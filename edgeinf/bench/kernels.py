@@ -6,7 +6,7 @@ pinned to one CPU, ``cv2.setNumThreads(1)``), median of many interleaved repeats
 - codecs: an idiomatic numpy quantize/pack (and unpack/dequantize) of a 1x96x56x56
   float32 activation (1.2 MB), per tensor; ours is the public ``codec.encode``/``decode``;
 - preprocessing: ``cv2.resize`` (INTER_LINEAR) + numpy normalize + transpose of a real
-  photograph (skimage astronaut, upscaled once) 1920x1080 -> 224x224 and 640x480 -> 256x256;
+  photograph (the bundled astronaut, upscaled once) 1920x1080 -> 224x224 and 640x480 -> 256x256;
 - confidence: numpy float32 softmax, top-2 and entropy of 64 x 1000 logits.
 
 ``gbps`` is GB/s of the kernel's input (for decoders: of the float32 tensor they produce);
@@ -125,9 +125,10 @@ def _codec_results(repeat: int) -> dict:
 
 def _frame(h: int, w: int) -> np.ndarray:
     import cv2
-    import skimage.data
 
-    return np.ascontiguousarray(cv2.resize(skimage.data.astronaut(), (w, h), interpolation=cv2.INTER_CUBIC))
+    from .. import photos
+
+    return np.ascontiguousarray(cv2.resize(photos.image("astronaut"), (w, h), interpolation=cv2.INTER_CUBIC))
 
 
 def _preprocess_results(repeat: int) -> dict:

@@ -1,6 +1,6 @@
 """A deterministic synthetic hand video for branch-switching demos and tests.
 
-Each frame is a 224x224 RGB crop of a real photograph (scikit-image's ``coffee``, moving
+Each frame is a 224x224 RGB crop of a real photograph (the bundled ``coffee``, moving
 slowly) with a hand-like shape drawn over it by OpenCV: forearm, palm and five tapered,
 jointed fingers in a skin tone, that moves, scales, rotates and curls its fingers. The clip cycles
 through phases, so the small branch meets both easy and hard stretches:
@@ -11,8 +11,8 @@ fast    quick rotation and shake, scale changes, motion blur
 dark    low light, sensor noise and a bar moving across the hand (occlusion)
 ====== ====================================================================
 
-Everything is drawn from ``seed``: the same seed gives the same pixels. Needs
-scikit-image (the ``test`` extra) for the photograph.
+Everything is drawn from ``seed``: the same seed gives the same pixels. The photograph
+is one of the bundled ones (:mod:`edgeinf.photos`).
 """
 from __future__ import annotations
 
@@ -28,12 +28,9 @@ SKIN = np.array([230, 180, 160], np.float32)  # RGB
 
 
 def _background() -> np.ndarray:
-    try:
-        from skimage import data
-    except ImportError:
-        from ..errors import ConfigError
-        raise ConfigError('the synthetic video needs scikit-image: pip install "edgeinf[test]"') from None
-    img = data.coffee()  # 400 x 600 RGB photograph
+    from .. import photos
+
+    img = photos.image("coffee")  # 400 x 600 RGB photograph (bundled)
     return cv2.resize(img, (600 * 2 // 3 * 2, 400 * 2 // 3 * 2)).astype(np.float32)
 
 

@@ -27,32 +27,10 @@ PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "immuno
 
 
 def photos(size: int = 224, n: int = 8) -> List[np.ndarray]:
-    """Real photographs (scikit-image, scikit-learn) as (1, size, size, 3) float32 in [0, 1]."""
-    import cv2
+    """Real photographs (the bundled set, :mod:`edgeinf.photos`) as (1, size, size, 3) float32 in [0, 1]."""
+    from .. import photos as _photos
 
-    imgs = []
-    try:
-        from skimage import data
-
-        imgs += [getattr(data, name)() for name in PHOTOS if hasattr(data, name)]
-    except ImportError:
-        pass
-    try:
-        from sklearn.datasets import load_sample_images
-
-        imgs += list(load_sample_images().images)
-    except ImportError:
-        pass
-    if not imgs:
-        raise ImportError("no photographs: pip install scikit-image or scikit-learn (edgeinf[test])")
-    out = []
-    for img in imgs:
-        img = img if img.ndim == 3 else np.stack([img] * 3, -1)
-        h, w = img.shape[:2]
-        s = min(h, w)
-        crop = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s, :3]
-        out.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)[None] / 255.0)
-    return out[:n]
+    return [x[None] for x in _photos.load(n, size)]
 
 
 def agreement(ref: Dict[str, np.ndarray], got: Dict[str, np.ndarray], width: int = 224, tol: float = 0.05) -> float:
