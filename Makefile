@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/arch/*/*.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23"
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test,plot,train]"
+	$(PY) -m pip install --quiet -e ".[test,demo,plot,train]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,4 +27,4 @@ test: models
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf build *.egg-info edgeinf/*.so
+	rm -rf build dist *.egg-info edgeinf/*.so

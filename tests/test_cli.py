@@ -52,3 +52,79 @@ def test_run_bad_input_shape_is_a_clear_error(tmp_path, zoo_path):
 def test_run_unknown_model_suggests_names():
     r = cli("run", "hand_landmark_lit", check=False)
     assert r.returncode == 1 and "not found" in r.stderr
+
+
+def _one_line_error(r, code=1):
+    """The CLI's failure contract: exit code, exactly one stderr line, no traceback."""
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == code, r.stderr
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def test_run_missing_input_file_is_one_line(tmp_path, mobilenet_path):
+    r = cli("run", str(mobilenet_path), "--input", str(tmp_path / "nope.npy"), check=False)
+    assert "--input" in _one_line_error(r) and "nope.npy" in r.stderr and "no such file" in r.stderr
+
+
+def test_run_input_that_is_not_npy_is_one_line(tmp_path, mobilenet_path):
+    np.savez(tmp_path / "x.npz", a=np.zeros(3, np.float32))
+    r = cli("run", str(mobilenet_path), "--input", str(tmp_path / "x.npz"), check=False)
+    assert "expected a .npy" in _one_line_error(r)
+
+
+@pytest.mark.parametrize("cmd", ["run", "split"])
+@pytest.mark.parametrize("kind", ["onnx", "tflite"])
+def test_corrupt_model_is_one_line(cmd, kind, tmp_path, zoo_path):
+    real = zoo_path("mobilenetv2" if kind == "onnx" else "hand_landmark_lite").read_bytes()
+    bad = tmp_path / f"bad.{kind}"
+    bad.write_bytes(real[: len(real) // 3])  # truncated: a download cut short
+    line = _one_line_error(cli(cmd, str(bad), check=False))
+    assert str(bad) in line and line.startswith(f"edgeinf {cmd}: error:") and "unexpected" not in line
+
+
+@pytest.mark.parametrize("args,prog", [
+    (["run"], "edgeinf run"), (["run", "m", "--repeat", "x"], "edgeinf run"),
+    (["info", "--bogus"], "edgeinf info"), (["split", "m", "--bogus"], "edgeinf split"),
+    (["bench", "kernels", "--bogus"], "edgeinf bench kernels"), (["nope"], "edgeinf")])
+def test_bad_arguments_are_one_line_from_the_command_that_took_them(args, prog):
+    line = _one_line_error(cli(*args, check=False), code=2)
+    assert line.startswith(f"{prog}: error:") and f"`{prog} --help`" in line
+
+
+def test_profile_works_without_matplotlib(tmp_path, mobilenet_path):
+    # a plain install has no matplotlib: the profile is still written, only the PNG is skipped
+    code = ("import sys; sys.modules['matplotlib'] = None; from edgeinf.cli import main; "
+            f"sys.exit(main(['profile', {str(mobilenet_path)!r}, '--device', 'raspberry-pi-4', "
+            f"'--at', {_first_cut(mobilenet_path)!r}, '--repeat', '1', '--warmup', '0', '-o', {str(tmp_path)!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    prof = json.loads((tmp_path / "mobilenetv2.profile.json").read_text())
+    assert prof["device"]["name"] == "raspberry-pi-4" and not list(tmp_path.glob("*.png"))
+    assert "no plot" in r.stdout
+
+
+def _first_cut(path):
+    return json.loads(cli("split", str(path), "--list", "--json").stdout)["cuts"][0]["id"]
+
+
+def test_missing_optional_module_names_its_extra(monkeypatch):
+    from edgeinf.cli._util import missing_extra
+
+    monkeypatch.setitem(sys.modules, "skimage", None)  # as on a plain install
+    with pytest.raises(ImportError) as e:
+        import skimage.data  # noqa: F401
+    assert missing_extra(e.value) == ('this command needs scikit-image, which is not installed: '
+                                      'pip install "edgeinf[demo]"')
+    with pytest.raises(ImportError) as e:
+        import edgeinf_no_such_module  # noqa: F401
+    assert missing_extra(e.value) is None  # a bug, not an extra: reported as unexpected
+
+
+def test_models_json_paths_match_the_zoo():
+    from edgeinf import zoo
+
+    rows = json.loads(cli("models", "--json").stdout)["models"]
+    assert {r["name"] for r in rows} == set(zoo.names())
+    assert all(r["path"] == str(zoo.location(r["name"])) for r in rows)
+    assert next(r for r in rows if r["name"] == "ppocr_det")["path"].endswith(".onnx")

@@ -19,8 +19,37 @@ from ..errors import EdgeInfError
 from ._util import missing_extra
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line naming the command that rejected it.
+
+    Subcommand parsers inherit this class (``add_subparsers`` uses the parent's type), so
+    every command and ``bench`` suite reports errors the same way.
+    """
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        # NOTE: unknown options are reported by the innermost command that was chosen,
+        # not by the top-level parser (whose usage would not mention them)
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            _chosen(self, ns).error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns
+
+
+def _chosen(ap: argparse.ArgumentParser, ns) -> argparse.ArgumentParser:
+    """The innermost (sub)parser that ``ns`` was parsed by."""
+    while True:
+        subs = [a for a in ap._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(ns, subs[0].dest, None) if subs else None
+        if name not in (subs[0].choices if subs else {}):
+            return ap
+        ap = subs[0].choices[name]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="edgeinf", description="Edge and split-computing inference.")
+    ap = _Parser(prog="edgeinf", description="Edge and split-computing inference.")
     ap.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; show tracebacks")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
