@@ -43,4 +43,4 @@ def test_branch_plans_name_both_models():
 
     labels = [p.label() for p in stream.BranchSwitcher(threads=1).plans()]
     assert labels[0] == "local[hand_landmark_lite]" and labels[1] == "local[hand_landmark_full]"
-    assert "switch" in labels[2]
+    assert labels[2] == "local[hand_landmark_lite|hand_landmark_full]"  # Plan.branch, a typed pair

@@ -59,28 +59,42 @@ def test_evaluate_names_mismatched_shapes():
 HAND = np.stack([np.linspace(0.3, 0.7, 21), np.linspace(0.3, 0.7, 21)], 1)
 
 
-def _obs(branch, lm=HAND, presence=0.99, probe=None):
-    return B.Observation(branch, lm, presence, probe)
+def _hand_out(lm=HAND, presence=0.99):
+    """A hand_landmark output dict: 21 x (x, y, z) in input pixels, and presence."""
+    xyz = np.concatenate([lm * 224, np.zeros((21, 1))], 1).astype(np.float32)
+    return {"Identity": xyz.reshape(1, 63), "Identity_1": np.array([[presence]], np.float32)}
 
 
-def _walk(observations, state=B.BranchState(), cfg=B.BranchConfig()):
-    steps = []
-    for o in observations:
-        step, state = B.decide(o, state, cfg)
+def _walk(frames, cfg=B.BranchConfig()):
+    """Feed (branch, output, probe output) frames through the hand measure and the policy."""
+    from edgeinf.dynamic.stream import HandConsistency
+
+    m, state, history, steps = HandConsistency(), B.BranchState(), (), []
+    for branch, out, probe in frames:
+        change = m.change(out, history) if branch == B.SMALL else 0.0
+        d = m.disagreement(probe, out) if probe is not None else None
+        history = (history + (out,))[-2:]
+        step, state = B.decide(B.Observation(branch, change, d), state, cfg)
         steps.append(step)
     return steps, state
 
 
 def test_stays_small_while_outputs_are_consistent():
-    steps, state = _walk([_obs(B.SMALL, HAND + 0.001 * i) for i in range(20)])  # steady motion
+    steps, state = _walk([(B.SMALL, _hand_out(HAND + 0.001 * i), None) for i in range(20)])  # steady motion
     assert all(s.branch == B.SMALL for s in steps) and state.branch == B.SMALL
 
 
 def test_switches_up_on_temporal_disagreement_and_on_low_confidence():
-    steps, _ = _walk([_obs(B.SMALL), _obs(B.SMALL), _obs(B.SMALL, HAND + 0.2)])
+    calm = (B.SMALL, _hand_out(), None)
+    steps, _ = _walk([calm, calm, (B.SMALL, _hand_out(HAND + 0.2), None)])
     assert [s.branch for s in steps] == [B.SMALL, B.SMALL, B.BIG]
-    steps, _ = _walk([_obs(B.SMALL), _obs(B.SMALL, presence=0.3)])
+    steps, _ = _walk([calm, (B.SMALL, _hand_out(presence=0.3), None)])
     assert [s.branch for s in steps] == [B.SMALL, B.BIG]
+
+
+def test_nan_measure_switches_up():
+    step, state = B.decide(B.Observation(B.SMALL, float("nan")), B.BranchState())
+    assert step.branch == B.BIG and state.branch == B.BIG
 
 
 def test_switches_back_down_only_after_agreeing_probes_and_min_frames():
@@ -88,19 +102,30 @@ def test_switches_back_down_only_after_agreeing_probes_and_min_frames():
     state = B.BranchState(B.BIG)
     seen, step = [], B.Step(B.BIG)
     for _ in range(12):
-        probe = HAND + 0.001 if step.probe else None
-        step, state = B.decide(_obs(B.BIG, probe=probe), state, cfg)
+        step, state = B.decide(B.Observation(B.BIG, 0.0, 0.01 if step.probe else None), state, cfg)
         seen.append(step)
     first_down = next(i for i, s in enumerate(seen) if s.branch == B.SMALL)
     assert first_down >= cfg.min_big - 1 and sum(s.probe for s in seen[:first_down]) >= 2
 
 
 def test_stays_big_while_probes_disagree():
-    state, step = B.BranchState(B.BIG), B.Step(B.BIG)
+    from edgeinf.dynamic.stream import HandConsistency
+
+    m, state, step = HandConsistency(), B.BranchState(B.BIG), B.Step(B.BIG)
     for _ in range(30):
-        probe = HAND + 0.3 if step.probe else None
-        step, state = B.decide(_obs(B.BIG, probe=probe), state)
+        d = m.disagreement(_hand_out(HAND + 0.3), _hand_out()) if step.probe else None
+        step, state = B.decide(B.Observation(B.BIG, 0.0, d), state)
         assert step.branch == B.BIG
+
+
+def test_range_distance_is_relative_to_the_reference_spread():
+    a = {"y": np.array([0.0, 10.0]), "s": np.array([1.0, 1.0])}
+    b = {"y": np.array([1.0, 11.0]), "s": np.array([1.0, 1.0])}
+    assert B.RangeDistance().disagreement(a, b) == pytest.approx((1 / 10 + 0) / 2)
+    assert B.RangeDistance(["y"]).change(a, (b,)) == pytest.approx(0.1)
+    assert B.RangeDistance().change(a, ()) == 0.0  # nothing to compare with yet
+    with pytest.raises(ValueError, match="unknown consistency measure 'nope'.*range"):
+        B.measure("nope")
 
 
 # -- MACs and the manifest -----------------------------------------------------------------

@@ -63,7 +63,12 @@ RANKS = {
     "edgeinf.confidence": 1, "edgeinf.imagecodec": 1,
     "edgeinf.plan": 2, "edgeinf.controller": 2,  # the pure decision code: values in, values out
     "edgeinf.backends": 3, "edgeinf.package": 3, "edgeinf.split": 3, "edgeinf.zoo": 3, "edgeinf.models": 3,
-    "edgeinf.photos": 3, "edgeinf.profiling": 3, "edgeinf.dynamic": 3,
+    "edgeinf.photos": 3, "edgeinf.profiling": 3,
+    # dynamic/: manifest reading, pure policy and fitting are model-layer; the digits and hand
+    # wrappers, declaring and calibrating run edgeinf.local executors (orchestration)
+    "edgeinf.dynamic": 5, "edgeinf.dynamic.variants": 3, "edgeinf.dynamic.branch": 3,
+    "edgeinf.dynamic.calibrate": 3, "edgeinf.dynamic.macs": 3, "edgeinf.dynamic.digits": 3,
+    "edgeinf.dynamic.video": 3,
     "edgeinf.transport": 4, "edgeinf.netem": 4,
     "edgeinf.runtime": 5, "edgeinf.local": 5, "edgeinf.adaptive": 5, "edgeinf.worker": 5,
     "edgeinf.evaluation": 6,

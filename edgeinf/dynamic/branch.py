@@ -1,47 +1,59 @@
 """Branch switching for streams: run the small model, switch to the big one when needed.
 
 The decision is a pure function, ``decide(observation, state, config) -> (step, state)``,
-with no clocks or I/O, so it is tested on plain inputs. :class:`BranchSwitcher` is the thin
-loop that executes its steps on two real landmark models.
+with no clocks, models or I/O, so it is tested on plain numbers. It sees two scalars a
+*consistency measure* computed from the models' outputs (see :class:`Consistency`):
 
-Up (small -> big) when the small branch's output looks unreliable:
-  - hand presence falls below ``presence_low``, or
-  - temporal inconsistency: the landmarks land far from where the last two frames predicted
-    (constant-velocity), more than ``jump`` hand sizes on average.
-Down (big -> small) when the small branch has been seen to agree: on the big branch the
-small one also runs every ``probe_every`` frames as a probe; after ``calm_probes`` probes
-in a row within ``agree`` hand sizes of the big output (and at least ``min_big`` frames on
-big: hysteresis, so one lucky frame does not flip it back) it goes down.
+- ``change``: how far the output that just ran is from what the previous frames lead one
+  to expect (any branch's outputs; higher is less consistent);
+- ``probe``: on the big branch, how far the small branch's output of the same frame is from
+  the big one's, when the small one also ran as a probe.
+
+Up (small -> big) when ``change`` exceeds ``jump`` (NaN counts as exceeding). Down (big ->
+small) after ``calm_probes`` probes in a row below ``agree`` and at least ``min_big``
+frames on big: hysteresis, so one lucky frame does not flip it back. The small branch is
+probed every ``probe_every`` frames while on big.
+
+:class:`edgeinf.local.BranchPair` is the executor that runs the steps on two models.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import ConfigError
+
 SMALL, BIG = "small", "big"
+Outputs = Mapping[str, np.ndarray]
 
 
 @dataclass(frozen=True)
 class BranchConfig:
-    presence_low: float = 0.85
     jump: float = 0.1
     agree: float = 0.05
     probe_every: int = 3
     calm_probes: int = 2
     min_big: int = 6
 
+    def __post_init__(self):
+        if self.probe_every < 1 or self.calm_probes < 1 or self.min_big < 0:
+            raise ConfigError(f"branch config needs probe_every >= 1, calm_probes >= 1, min_big >= 0; got {self}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "BranchConfig":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
 
 @dataclass(frozen=True)
 class Observation:
-    """What one frame produced: landmarks (21 x 2, in [0, 1]) and presence of the branch that
-    ran, plus the small branch's landmarks when it ran as a probe."""
+    """What one frame produced, as the measure scored it."""
 
     branch: str
-    landmarks: np.ndarray
-    presence: float
-    probe: Optional[np.ndarray] = None
+    change: float
+    probe: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -53,46 +65,92 @@ class Step:
 @dataclass(frozen=True)
 class BranchState:
     branch: str = SMALL
-    prev: Tuple[np.ndarray, ...] = ()  # the last two outputs, newest last
     on_big: int = 0
     calm: int = 0
 
 
-def hand_size(lm: np.ndarray) -> float:
-    """Bounding-box diagonal of the landmarks, floored so a collapsed output cannot divide by 0."""
-    return max(float(np.linalg.norm(lm.max(0) - lm.min(0))), 0.05)
-
-
-def inconsistency(lm: np.ndarray, prev: Tuple[np.ndarray, ...]) -> float:
-    """Mean landmark distance from the constant-velocity prediction, in hand sizes."""
-    if len(prev) < 2:
-        return 0.0
-    pred = 2 * prev[-1] - prev[-2]
-    return float(np.linalg.norm(lm - pred, axis=1).mean()) / hand_size(prev[-1])
-
-
-def disagreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean landmark distance between two outputs of one frame, in hand sizes of ``b``."""
-    return float(np.linalg.norm(a - b, axis=1).mean()) / hand_size(b)
-
-
 def decide(obs: Observation, state: BranchState, cfg: BranchConfig = BranchConfig()):
     """Next step and state after observing one frame."""
-    prev = (state.prev + (obs.landmarks,))[-2:]
     if state.branch == SMALL:
-        unsure = obs.presence < cfg.presence_low
-        if unsure or inconsistency(obs.landmarks, state.prev) > cfg.jump:
-            return Step(BIG), BranchState(BIG, prev, on_big=0, calm=0)
-        return Step(SMALL), replace(state, prev=prev)
-    return _on_big(obs, replace(state, prev=prev, on_big=state.on_big + 1), cfg)
-
-
-def _on_big(obs: Observation, state: BranchState, cfg: BranchConfig):
+        if not obs.change <= cfg.jump:  # written so that NaN switches up too
+            return Step(BIG), BranchState(BIG, on_big=0, calm=0)
+        return Step(SMALL), state
+    state = replace(state, on_big=state.on_big + 1)
     calm = state.calm
     if obs.probe is not None:
-        agrees = disagreement(obs.probe, obs.landmarks) < cfg.agree and obs.presence >= cfg.presence_low
-        calm = calm + 1 if agrees else 0
+        calm = calm + 1 if obs.probe < cfg.agree else 0
     if calm >= cfg.calm_probes and state.on_big >= cfg.min_big:
-        return Step(SMALL), BranchState(SMALL, state.prev, 0, 0)
+        return Step(SMALL), BranchState(SMALL, 0, 0)
     probe = (state.on_big + 1) % cfg.probe_every == 0
     return Step(BIG, probe=probe), replace(state, calm=calm)
+
+
+# -- consistency measures ------------------------------------------------------------------
+class Consistency:
+    """Scores outputs for :func:`decide`. Subclass, or pass a two-output distance callable.
+
+    ``change(out, history)``: inconsistency of ``out`` with the previous outputs
+    (``history``: up to the last two, newest last, from whichever branch ran).
+    ``disagreement(small, big)``: distance of the small branch's output from the big one's.
+    """
+
+    def change(self, out: Outputs, history: Sequence[Outputs]) -> float:
+        return self.disagreement(out, history[-1]) if history else 0.0
+
+    def disagreement(self, small: Outputs, big: Outputs) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class RangeDistance(Consistency):
+    """The default: mean absolute difference relative to the reference output's range.
+
+    Per output tensor named in both (all of them unless ``outputs`` names some), the mean
+    ``|a - b|`` divided by ``max(b) - min(b)`` (floored at ``floor``, so a constant output
+    cannot divide by zero), averaged over the tensors. 0: identical; 0.1: off by a tenth of
+    the output's spread on average.
+    """
+
+    def __init__(self, outputs: Optional[Sequence[str]] = None, floor: float = 1e-6):
+        self.outputs, self.floor = (tuple(outputs) if outputs else None), float(floor)
+
+    def disagreement(self, small: Outputs, big: Outputs) -> float:
+        names = self.outputs or [k for k in big if k in small]
+        if not names:
+            raise ConfigError(f"outputs {sorted(small)} and {sorted(big)} share no tensor to compare")
+        d = []
+        for k in names:
+            a, b = np.asarray(small[k], np.float64), np.asarray(big[k], np.float64)
+            if a.shape != b.shape:
+                raise ConfigError(f"output {k!r} has shape {a.shape} on one branch and {b.shape} on the other")
+            spread = float(b.max() - b.min()) if b.size else 0.0
+            d.append(float(np.abs(a - b).mean()) / max(spread, self.floor) if b.size else 0.0)
+        return float(np.mean(d))
+
+
+class Pairwise(Consistency):
+    """A user's ``distance(a, b) -> float`` over two output dicts, used for both scores."""
+
+    def __init__(self, distance: Callable[[Outputs, Outputs], float]):
+        self.distance = distance
+
+    def disagreement(self, small: Outputs, big: Outputs) -> float:
+        return float(self.distance(small, big))
+
+
+MEASURES: Dict[str, Callable[[], Consistency]] = {"range": RangeDistance}
+
+
+def measure(spec: Union[None, str, Consistency, Callable]) -> Consistency:
+    """A :class:`Consistency` from a name in :data:`MEASURES`, an instance, a callable or None."""
+    if spec is None:
+        return RangeDistance()
+    if isinstance(spec, Consistency):
+        return spec
+    if isinstance(spec, str):
+        if spec not in MEASURES:
+            raise ConfigError(f"unknown consistency measure {spec!r}; built in: {sorted(MEASURES)} "
+                              "(or pass a callable distance(a, b) -> float)")
+        return MEASURES[spec]()
+    if callable(spec):
+        return Pairwise(spec)
+    raise ConfigError(f"a consistency measure is a name, a Consistency or a callable; got {type(spec).__name__}")

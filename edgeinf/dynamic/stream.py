@@ -1,18 +1,20 @@
-"""Run branch switching on a real model pair over a stream, and score it against always-big.
+"""Branch switching on the mediapipe hand pair over a stream, scored against always-big.
 
-Both branches are loaded once (all resident); the :func:`branch.decide` policy picks, per
-frame, which one runs. :func:`compare` replays one clip three ways (always small, always
-big, switching) and reports how often the big branch ran, the measured compute saved
-against always-big, and how often the output agreed with always-big.
+:class:`BranchSwitcher` is a thin layer over :class:`edgeinf.local.BranchPair` with a hand
+measure (:class:`HandConsistency`): both landmark models resident, the pure
+:func:`branch.decide` policy picking per frame. :func:`compare` replays one clip three
+ways (always small, always big, switching) and reports how often the big branch ran, the
+measured compute saved against always-big, and how often the output agreed with always-big.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .. import local as L
 from ..plan import Plan
 from . import branch as B
 
@@ -38,42 +40,79 @@ def _parse(out: Dict[str, np.ndarray]):
     return out["Identity"].reshape(21, 3)[:, :2].copy(), float(out["Identity_1"].reshape(-1)[0])
 
 
+def hand_size(lm: np.ndarray) -> float:
+    """Bounding-box diagonal of the landmarks, floored so a collapsed output cannot divide by 0."""
+    return max(float(np.linalg.norm(lm.max(0) - lm.min(0))), 0.05)
+
+
+class HandConsistency(B.Consistency):
+    """Landmark outputs, scored in hand sizes (landmarks scaled to [0, 1]).
+
+    change: mean landmark distance from the constant-velocity prediction of the last two
+    frames (infinite when hand presence is below ``presence_low``: the output is unsure).
+    disagreement: mean distance between the two branches' landmarks (infinite when the big
+    branch itself is unsure, so a probe then never counts as agreeing).
+    """
+
+    def __init__(self, presence_low: float = 0.85):
+        self.presence_low = presence_low
+
+    @staticmethod
+    def landmarks(out) -> np.ndarray:
+        return _parse(out)[0] / INPUT_PX
+
+    def change(self, out, history: Sequence) -> float:
+        lm, presence = _parse(out)
+        if presence < self.presence_low:
+            return float("inf")
+        if len(history) < 2:
+            return 0.0
+        prev = [self.landmarks(h) for h in history[-2:]]
+        pred = 2 * prev[-1] - prev[-2]
+        return float(np.linalg.norm(lm / INPUT_PX - pred, axis=1).mean()) / hand_size(prev[-1])
+
+    def disagreement(self, small, big) -> float:
+        lm_big, presence = _parse(big)
+        if presence < self.presence_low:
+            return float("inf")
+        lm_big = lm_big / INPUT_PX
+        return float(np.linalg.norm(self.landmarks(small) - lm_big, axis=1).mean()) / hand_size(lm_big)
+
+
 class BranchSwitcher:
     """A small and a big landmark model, both resident, switched by :func:`branch.decide`."""
 
     def __init__(self, small: str = PAIR[0], big: str = PAIR[1], cfg: B.BranchConfig = B.BranchConfig(),
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, measure: Optional[B.Consistency] = None):
         from .. import zoo
         from ..backends import load
 
         self.names = {B.SMALL: small, B.BIG: big}
-        self.models = {k: load(zoo.path(n), threads=threads) for k, n in self.names.items()}
+        self.executors = {k: L.Variant(Plan("local", variant=n), load(zoo.path(n), threads=threads))
+                          for k, n in self.names.items()}
+        self.pair = L.BranchPair(Plan("local", branch=(small, big)), self.executors[B.SMALL],
+                                 self.executors[B.BIG], measure=measure or HandConsistency(), config=cfg)
         self.cfg = cfg
-        self.reset()
+        self.input = self.pair.inputs[0].name
 
     def reset(self) -> None:
-        self.state, self.step_ = B.BranchState(), B.Step(B.SMALL)
+        self.pair.reset()
 
     def plans(self) -> List[Plan]:
-        """The choices a controller can make here: either branch, or the switching policy."""
-        return [Plan("local", variant=self.names[B.SMALL]), Plan("local", variant=self.names[B.BIG]),
-                Plan("local", variant=f"{self.names[B.SMALL]}|{self.names[B.BIG]}", exit="switch")]
+        """The choices a controller can make here: either branch, or the switching pair."""
+        return [self.executors[B.SMALL].plan, self.executors[B.BIG].plan, self.pair.plan]
 
     def run_one(self, frame: np.ndarray, branch: str) -> Frame:
         t0 = time.perf_counter()
-        lm, presence = _parse(self.models[branch](frame))
+        lm, presence = _parse(self.executors[branch].run({self.input: frame})[0])
         return Frame(branch, lm, presence, 1e3 * (time.perf_counter() - t0))
 
     def step(self, frame: np.ndarray) -> Frame:
         """Run the branch the policy chose for this frame (and the probe), then decide the next."""
-        out = self.run_one(frame, self.step_.branch)
-        probe = None
-        if self.step_.probe:
-            p = self.run_one(frame, B.SMALL)
-            probe, out.ms, out.probed = p.landmarks / INPUT_PX, out.ms + p.ms, True
-        obs = B.Observation(out.branch, out.landmarks / INPUT_PX, out.presence, probe)
-        self.step_, self.state = B.decide(obs, self.state, self.cfg)
-        return out
+        t0 = time.perf_counter()
+        out, info = self.pair.run({self.input: frame})
+        lm, presence = _parse(out)
+        return Frame(info["side"], lm, presence, 1e3 * (time.perf_counter() - t0), info["probe"])
 
 
 def compare(frames: np.ndarray, switcher: BranchSwitcher) -> dict:
