@@ -118,6 +118,21 @@ def test_nchw_classifier_every_plan_measured(pkgs):
     assert paced[split.plan].server_ms == pytest.approx(split.server_ms)  # server side is never paced
 
 
+def test_local_variants_are_measured_and_always_offered(pkgs):
+    pkg = open_package(pkgs["nchw_classifier"][1])
+    full = pkg.session("full", threads=1)
+
+    def blurred(feeds):  # a stand-in local executor: the model on a 2x-downsampled image
+        x = feeds["image"]
+        return full.run({"image": np.repeat(np.repeat(x[:, :, ::2, ::2], 2, axis=2), 2, axis=3)})
+
+    plan = Plan("local", variant="blur")
+    prof = profiling.profile_package(pkg, repeat=REPEAT, local_variants={plan: blurred}, cuts=[])
+    got = prof.plan(plan)
+    assert got.device_ms > 0 and got.up_bytes == 0 and 0.0 <= got.accuracy <= 1.0
+    assert plan in {c.plan for c in prof.costs(floor=1.0)}  # a local plan is the controller's trade
+
+
 def test_floor_rule_never_bytes_alone(pkgs):
     """int2 is the smallest on every cut, but its fidelity is far under the floor: never chosen."""
     pkg = open_package(pkgs["two_input"][1])
