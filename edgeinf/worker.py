@@ -33,6 +33,7 @@ from .errors import BackendError, CodecError, ConfigError, InputError, ProtocolE
 from .package import Package
 from .transport import _util, protocol
 from .transport.protocol import ErrorCode, Kind
+from .transport.admission import FairQueue
 from .transport.replay import ReplayWindow
 from .transport.security import ServerSecurity, apply_client_curve, check_libzmq
 
@@ -96,12 +97,13 @@ class Worker:
         self.max_message = None              # total bytes of one message (initialize)
         self.stats = dict.fromkeys(STATS, 0)
         self._graphs: Dict[tuple, _Graph] = {}
-        self._jobs: "queue.Queue[Optional[_Job]]" = queue.Queue()
+        self._jobs = FairQueue()  # round-robin by owner: one client's backlog cannot delay the rest
         self._done: "queue.SimpleQueue" = queue.SimpleQueue()
         self._pending: Dict[tuple, _Job] = {}
         self._inflight: Dict[object, int] = {}  # owner -> admitted, not yet answered
         self._replay = ReplayWindow(config.retry_window_s, config.cache_entries, config.cache_bytes)
         self._per_client = config.per_client or max(config.queue, 1)
+        self._cancels: set = set()  # keys cancelled in the batch being handled
         self._lag = 0.0  # seconds the messages now being read may have waited unseen (a stall)
         self._lock = threading.Lock()
         self._busy = 0
@@ -220,11 +222,7 @@ class Worker:
         while True:
             events = dict(poller.poll(100))
             now = time.monotonic()
-            if now - last > 0.1 + self.config.stall_s:  # stopped or starved: buffered messages are old
-                self._lag = max(self._lag, now - last)
-                self.stats["stalls"] += 1
-                log.warning("worker I/O loop stalled %.2f s; waiting requests are charged for it", now - last)
-            last = now
+            self._stalled(now - last - 0.1)  # stopped (SIGSTOP) or starved while polling
             if self._wake in events:
                 self._flush_done()
             if self.front in events:
@@ -237,12 +235,20 @@ class Worker:
                 if not self._pending or time.monotonic() > drain_until:
                     break
             last = time.monotonic()
+            self._stalled(last - now)  # ...or while handling the last batch
         self._flush_done()
         if self._pending:
             log.warning("worker stopped with %d request(s) unfinished after %.0f s of draining",
                         len(self._pending), self.config.drain_s)
         if self.config.connect:
             self._send([b""], Kind.DISCONNECT, {})
+
+    def _stalled(self, gap: float) -> None:
+        """A gap in the I/O loop: whatever was read next may have waited that long unseen."""
+        if gap > self.config.stall_s:
+            self._lag = max(self._lag, gap)
+            self.stats["stalls"] += 1
+            log.warning("worker I/O loop stalled %.2f s; waiting requests are charged for it", gap)
 
     def _read_batch(self) -> None:
         """Up to 64 messages (so replies are not starved); CANCELs first, so a request and
@@ -255,12 +261,11 @@ class Worker:
                 break
         late, self._lag = self._lag, (self._lag if len(batch) == 64 else 0.0)  # backlog read: lag over
         parsed = [self._isolated([[bytes(f[0].buffer)]], self._parse, f) for f in batch]
+        self._cancels = {self._key(*p) for p in parsed if p is not None and p[2].kind == Kind.CANCEL}
         for p in parsed:
-            if p is not None and p[2].kind == Kind.CANCEL:
-                self._isolated([p[0]], self._cancel, *p)
-        for p in parsed:
-            if p is not None and p[2].kind != Kind.CANCEL:
-                self._isolated([p[0]], self._dispatch, *p, late)
+            if p is not None:
+                self._isolated([p[0]], self._cancel if p[2].kind == Kind.CANCEL else self._dispatch, *p, late)
+        self._cancels = set()
 
     def _isolated(self, envelopes: List[list], fn, *args):
         """Run one message's handler; a bug becomes ERROR INTERNAL to ``envelopes``, nothing more."""
@@ -310,9 +315,10 @@ class Worker:
     def _key(self, envelope: list, user: str, msg: protocol.Message) -> tuple:
         return user, msg.meta.get("client") or envelope[0], msg.id
 
-    def _cancel(self, envelope: list, user: str, msg: protocol.Message) -> None:
+    def _cancel(self, envelope: list, user: str, msg: protocol.Message, _late: float = 0.0) -> None:
         """CANCEL: the client ran it elsewhere. Not answered; the INFER gets ERROR CANCELLED
-        if it had not started (only the same client, the same key, can cancel)."""
+        if it had not started (only the same client, the same key, can cancel). One read in
+        the same batch as its INFER (both waited in the socket) stops it at admission."""
         job = self._pending.get(self._key(envelope, user, msg))
         if job is not None:
             job.cancelled = True
@@ -328,6 +334,9 @@ class Worker:
             self.stats["retry_refused"] += 1
             return self._error(envelope, ErrorCode.RETRY_WINDOW, "this request id was answered before and its "
                                "answer is no longer kept; not run twice", rid)
+        if key in self._cancels:
+            self.stats["cancelled"] += 1
+            return self._error(envelope, ErrorCode.CANCELLED, "cancelled by the client; not executed", rid)
         job = self._pending.get(key)
         if job is not None:  # a retry while the first copy waits or runs: answer both once
             if envelope not in job.envelopes:
@@ -351,7 +360,7 @@ class Worker:
             return self._error(envelope, getattr(e, "code", None) or fallback, str(e), rid)
         job = self._pending[key] = _Job(key, msg, graph, deadline, owner, [envelope])
         self._inflight[owner] = self._inflight.get(owner, 0) + 1
-        self._jobs.put(job)
+        self._jobs.put(job, owner)
 
     def _busy_reply(self, envelope: list, rid: int, reason: str) -> None:
         self.stats["busy"] += 1
