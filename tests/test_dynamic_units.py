@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -65,11 +64,12 @@ def _hand_out(lm=HAND, presence=0.99):
     return {"Identity": xyz.reshape(1, 63), "Identity_1": np.array([[presence]], np.float32)}
 
 
-def _walk(frames, cfg=B.BranchConfig()):
+def _walk(frames, cfg=None):
     """Feed (branch, output, probe output) frames through the hand measure and the policy."""
     from edgeinf.dynamic.stream import HandConsistency
 
     m, state, history, steps = HandConsistency(), B.BranchState(), (), []
+    cfg = cfg or B.BranchConfig()
     for branch, out, probe in frames:
         change = m.change(out, history) if branch == B.SMALL else 0.0
         d = m.disagreement(probe, out) if probe is not None else None

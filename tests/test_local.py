@@ -18,12 +18,12 @@ from torch import nn
 
 import edgeinf
 import edgeinf.dynamic
-from edgeinf.split import build_package
 from edgeinf import local as L
 from edgeinf.cli import main
 from edgeinf.errors import ConfigError, ModelError
 from edgeinf.package import open_package
 from edgeinf.plan import LOCAL, Plan
+from edgeinf.split import build_package
 
 SHAPE = (1, 3, 16, 16)
 BIAS = torch.tensor([2.0, 0.0, 0.0, 0.0, 0.0])

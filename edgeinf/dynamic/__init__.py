@@ -23,6 +23,6 @@ from .runtime import DynamicModel, Result
 from .stream import BranchSwitcher
 from .variants import Variants, read
 
-__all__ = ["DynamicModel", "Result", "local_plans", "LocalPlan", "BranchSwitcher",
-           "BranchConfig", "Consistency", "RangeDistance", "decide", "Variants", "read",
-           "add_variant", "add_exits", "add_branch", "calibrate_variants", "describe"]
+__all__ = ["BranchConfig", "BranchSwitcher", "Consistency", "DynamicModel", "LocalPlan",
+           "RangeDistance", "Result", "Variants", "add_branch", "add_exits", "add_variant",
+           "calibrate_variants", "decide", "describe", "local_plans", "read"]

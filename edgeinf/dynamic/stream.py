@@ -82,7 +82,7 @@ class HandConsistency(B.Consistency):
 class BranchSwitcher:
     """A small and a big landmark model, both resident, switched by :func:`branch.decide`."""
 
-    def __init__(self, small: str = PAIR[0], big: str = PAIR[1], cfg: B.BranchConfig = B.BranchConfig(),
+    def __init__(self, small: str = PAIR[0], big: str = PAIR[1], cfg: Optional[B.BranchConfig] = None,
                  threads: Optional[int] = None, measure: Optional[B.Consistency] = None):
         from .. import zoo
         from ..backends import load
@@ -92,7 +92,7 @@ class BranchSwitcher:
                           for k, n in self.names.items()}
         self.pair = L.BranchPair(Plan("local", branch=(small, big)), self.executors[B.SMALL],
                                  self.executors[B.BIG], measure=measure or HandConsistency(), config=cfg)
-        self.cfg = cfg
+        self.cfg = self.pair.config
         self.input = self.pair.inputs[0].name
 
     def reset(self) -> None:
