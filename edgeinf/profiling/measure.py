@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..plan import LOCAL, Plan
 from . import fidelity as F
 from .profile import PlanProfile, Profile, save_profile
-from .samples import check_inputs, generated, unstack
+from .samples import check_inputs, generated, shapes_of, unstack
 
 log = logging.getLogger("edgeinf")
 
@@ -173,7 +173,7 @@ def _inputs(pkg, inputs, n: int) -> Tuple[List[Feeds], dict]:
         per = {s.name: "user" for s in pkg.inputs}
         source = "user"
     else:
-        stacked, per = generated(pkg.inputs, n)
+        stacked, per = generated(pkg.inputs, n, shapes_of(pkg))
         source = "photos" if "photos" in per.values() else "random"
     samples = unstack(stacked)
     return samples, {"source": source, "n": len(samples), "per_input": per}

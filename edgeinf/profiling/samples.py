@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -67,16 +67,20 @@ def load_inputs_npz(path: Union[str, Path], specs: Sequence[TensorSpec]) -> Stac
     return check_inputs(arrays, specs, where=f"inputs in {path}")
 
 
-def concrete(s: TensorSpec) -> Tuple[int, ...]:
-    """The spec's shape with symbolic dims set to 1 (batch 1 per sample)."""
-    return s.concrete_shape(1)
+def shapes_of(pkg) -> Dict[str, Tuple[int, ...]]:
+    """Concrete input shapes: those the package's cuts were found for (``split.input_shapes``,
+    set by ``--shape``), else the specs' with symbolic dims set to 1 (batch 1 per sample)."""
+    split = (getattr(pkg, "manifest", None) or {}).get("split") or {}
+    known = {k: tuple(int(d) for d in v) for k, v in (split.get("input_shapes") or {}).items() if v}
+    return {s.name: known.get(s.name) or s.concrete_shape(1) for s in pkg.inputs}
 
 
-def generated(specs: Sequence[TensorSpec], n: int) -> Tuple[Stacked, Dict[str, str]]:
+def generated(specs: Sequence[TensorSpec], n: int,
+              shapes: Optional[Mapping[str, Tuple[int, ...]]] = None) -> Tuple[Stacked, Dict[str, str]]:
     """``n`` samples: photographs for image inputs, seeded values from the specs otherwise."""
     from ..split.inputs import is_image, sample_inputs
 
-    shapes = {s.name: concrete(s) for s in specs}
+    shapes = {s.name: tuple((shapes or {}).get(s.name) or s.concrete_shape(1)) for s in specs}
     feeds = [sample_inputs(list(specs), shapes, index=i) for i in range(n)]
     kinds = {s.name: "photos" if is_image(shapes[s.name], s.dtype) else "random" for s in specs}
     return {s.name: np.stack([f[s.name] for f in feeds]) for s in specs}, kinds
@@ -89,5 +93,5 @@ def unstack(stacked: Stacked) -> List[Dict[str, np.ndarray]]:
 
 def sample_inputs(pkg, index: int = 0) -> Dict[str, np.ndarray]:
     """One feed dict for ``pkg`` (batch 1): the profile's kind of input, generated here."""
-    stacked, _ = generated(pkg.inputs, index + 1)
+    stacked, _ = generated(pkg.inputs, index + 1, shapes_of(pkg))
     return {k: v[index] for k, v in stacked.items()}
