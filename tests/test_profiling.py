@@ -187,7 +187,7 @@ def test_user_inputs_and_npz_mismatch(pkgs, tmp_path):
            "wrong shape": {"image": good["image"][:, :, :, :8], "meta": good["meta"]},
            "wrong dtype": {"image": good["image"].astype(np.float64), "meta": good["meta"]},
            "no sample axis": {"image": good["image"][0], "meta": good["meta"][0]}}
-    for why, arrays in bad.items():
+    for _why, arrays in bad.items():
         np.savez(tmp_path / "bad.npz", **arrays)
         with pytest.raises(InputError, match=r"expected image: Nx1x3x16x16 float32; meta: Nx1x8 float32"):
             profiling.load_inputs_npz(tmp_path / "bad.npz", pkg.inputs)

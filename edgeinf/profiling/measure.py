@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -128,8 +129,8 @@ class _Run:
         for name in _codecs_for(mids[0], codecs):
             c = _Codec(name, axes)
             encoded = [c.encode(m) for m in mids]
-            enc_ms = _best_ms(lambda: c.encode(mids[0]), self.repeat) if name != "raw" else 0.0
-            dec_ms = _median_ms(lambda: c.decode(encoded[0]), self.repeat) if name != "raw" else 0.0
+            enc_ms = _best_ms(partial(c.encode, mids[0]), self.repeat) if name != "raw" else 0.0
+            dec_ms = _median_ms(partial(c.decode, encoded[0]), self.repeat) if name != "raw" else 0.0
             acc = F.fidelity(self.metric, self.refs, [run_rest(c.decode(e)) for e in encoded])
             nbytes = int(np.mean([c.nbytes(e) for e in encoded]))
             table["codecs"][name] = {"bytes": nbytes, "fidelity": round(acc, 6), "encode_ms": round(enc_ms, 4),
