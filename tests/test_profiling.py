@@ -232,6 +232,9 @@ def test_cli_split_profile_and_errors(pkgs, tmp_path, capsys):
     assert main(["profile", str(out), "--at", "c999-zzzz"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "has no cut 'c999-zzzz'" in err
+    assert main(["split", str(model), "--all", "-o", str(tmp_path / "never"), "--profile",
+                 "--inputs", str(tmp_path / "bad.npz")]) == 1  # checked before packaging
+    assert "expected image" in capsys.readouterr().err and not (tmp_path / "never").exists()
     (tmp_path / "corrupt.onnx").write_bytes(model.read_bytes()[:200])
     assert main(["split", str(tmp_path / "corrupt.onnx"), "-o", str(tmp_path / "x"), "--profile"]) == 1
     err = capsys.readouterr().err.strip()

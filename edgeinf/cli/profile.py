@@ -40,13 +40,15 @@ def run(args) -> int:
     return _run_model(args)
 
 
-def run_package(root, args) -> int:
-    """Profile the package at ``root`` (also used by ``edgeinf split --profile``)."""
+def run_package(root, args, inputs=None) -> int:
+    """Profile the package at ``root`` (also used by ``edgeinf split --profile``, which has
+    already read ``inputs``)."""
     from .. import profiling
     from ..package import open_package
 
     pkg = open_package(root)
-    inputs = profiling.load_inputs_npz(args.inputs, pkg.inputs) if args.inputs else None
+    if inputs is None and args.inputs:
+        inputs = profiling.load_inputs_npz(args.inputs, pkg.inputs)
     cuts = [c for c in args.at.split(",") if c] if getattr(args, "at", None) else None
     prof = profiling.profile_package(pkg, inputs, device=args.device, accuracy_floor=args.accuracy_floor,
                                      repeat=args.repeat, threads=args.threads if args.threads else 1,

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..errors import ConfigError
 from ._util import print_json
@@ -56,8 +55,11 @@ def run(args) -> int:
     if args.out:
         if args.list or args.verify:
             raise ConfigError("-o writes a package; it does not combine with --list or --verify")
-        if args.inputs and not Path(args.inputs).is_file():  # NOTE: fail before the slow part
-            raise ConfigError(f"--inputs file not found: {args.inputs}")
+        inputs = None
+        if args.inputs:  # NOTE: a mismatched file fails before the slow part, not after it
+            from ..profiling import load_inputs_npz
+
+            inputs = load_inputs_npz(args.inputs, m.input_specs())
         path = build_package(m, args.out, at="all" if args.all else args.at)
         print(f"wrote {path} ({len(m.select('all' if args.all else args.at))} cut(s), verified)",
               file=sys.stderr if args.json else sys.stdout)
@@ -65,7 +67,7 @@ def run(args) -> int:
             from .profile import run_package
 
             args.repeat, args.threads, args.at = 10, 1, None
-            return run_package(path, args)
+            return run_package(path, args, inputs)
         return 0
     if args.profile or args.inputs:
         raise ConfigError("--profile and --inputs profile a package and need -o DIR")

@@ -16,10 +16,10 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .. import codec as _codec
 from ..errors import ConfigError
 from ..plan import LOCAL, Plan
 from . import fidelity as F
+from .crossing import TensorCodec, codecs_for
 from .profile import PlanProfile, Profile, save_profile
 from .samples import check_inputs, generated, shapes_of, unstack
 
@@ -48,46 +48,6 @@ def _times(fn, repeat: int) -> List[float]:
         fn()
         out.append((time.perf_counter() - t) * 1e3)
     return out
-
-
-class _Codec:
-    """One codec applied the way the runtime sends tensors: floats encoded, the rest raw."""
-
-    def __init__(self, name: str, axes: Mapping[str, Optional[int]]):
-        from .. import imagecodec
-
-        self.name, self.axes = name, dict(axes)
-        self.image = imagecodec.is_image_codec(name)  # frames: uint8 images are encoded too
-
-    def _coded(self, a: np.ndarray) -> bool:
-        return a.dtype in (np.float32, np.float16) or (self.image and a.dtype == np.uint8)
-
-    def lossless(self, tensors: Feeds) -> List[str]:
-        return sorted(k for k, a in tensors.items() if not self._coded(a))
-
-    def encode(self, tensors: Feeds) -> Dict[str, object]:
-        if self.name == "raw":
-            return dict(tensors)
-        return {k: _codec.encode(np.ascontiguousarray(a), self.name, axis=self.axes.get(k)) if self._coded(a) else a
-                for k, a in tensors.items()}
-
-    @staticmethod
-    def decode(bufs: Dict[str, object]) -> Feeds:
-        return {k: b if isinstance(b, np.ndarray) else _codec.decode(b) for k, b in bufs.items()}
-
-    @staticmethod
-    def nbytes(bufs: Dict[str, object]) -> int:
-        return sum(b.nbytes if isinstance(b, np.ndarray) else len(b) for b in bufs.values())
-
-
-def _codecs_for(tensors: Feeds, wanted: Sequence[str]) -> List[str]:
-    """Every wanted codec this build has; only ``raw`` (and frame codecs) when nothing float crosses."""
-    from .. import imagecodec
-
-    floats = any(a.dtype in (np.float32, np.float16) for a in tensors.values())
-    have = set(_codec.names()) if floats else {"raw"}
-    return list(dict.fromkeys(c for c in (wanted if floats else ["raw", *wanted])
-                              if c in have or imagecodec.is_image_codec(c)))
 
 
 def _axes(pkg, cut_id: str, tensors: Feeds) -> Dict[str, Optional[int]]:
@@ -126,8 +86,8 @@ class _Run:
         rest_ms = _median_ms(lambda: run_rest(mids[0]), self.repeat)
         table = {"codecs": {}, "axes": {k: v for k, v in axes.items() if v is not None}}
         out = []
-        for name in _codecs_for(mids[0], codecs):
-            c = _Codec(name, axes)
+        for name in codecs_for(mids[0], codecs):
+            c = TensorCodec(name, axes)
             encoded = [c.encode(m) for m in mids]
             enc_ms = _best_ms(partial(c.encode, mids[0]), self.repeat) if name != "raw" else 0.0
             dec_ms = _median_ms(partial(c.decode, encoded[0]), self.repeat) if name != "raw" else 0.0

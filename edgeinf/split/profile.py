@@ -63,13 +63,13 @@ def codec_fidelity(tail, mids: List[Dict[str, np.ndarray]], refs: List[Dict[str,
     """Fidelity of ``tail``'s outputs when ``mids`` cross under each codec (ints cross raw)."""
     from .. import codec
     from ..profiling import fidelity as M
-    from ..profiling.measure import _Codec
+    from ..profiling.crossing import TensorCodec
 
     out = {}
     for name in codecs:
         if not codec.known(name):
             continue
-        c = _Codec(name, axes)
+        c = TensorCodec(name, axes)
         out[name] = round(M.fidelity(metric, refs, [tail.run(c.decode(c.encode(m))) for m in mids]), 6)
     return out
 
