@@ -240,3 +240,24 @@ def test_edge_runtime_runs_every_local_plan_through_the_executors(pkg_dir, execs
             np.testing.assert_allclose(res.outputs["logits"], ref["logits"], atol=1e-5, err_msg=str(plan))
         assert rt.run(x, plan=DROP1).info["exit"].tolist() == [0]
         assert rt.run(x, plan=BRANCH).info["branch"] in ("small", "full")
+
+
+def test_staged_exit_names_its_inputs(execs):
+    with pytest.raises(edgeinf.errors.InputError, match=r"staged variant 'ee' expects inputs \[x: batchx3x16x16"):
+        execs[DROP1].run({"image": np.zeros(SHAPE, np.float32)})
+
+
+def test_recalibrate_without_inputs_and_replace_a_variant(pkg_dir, models, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(pkg_dir, tmp_path / "copy")
+    report = edgeinf.dynamic.calibrate_variants(copy, samples=8, max_drop=0.05)
+    assert report["inputs"].startswith("generated") and report["samples"] == 8
+    assert "drop5" in open_package(copy).manifest["variants"]["staged"][0]["profiles"]
+    edgeinf.dynamic.add_variant(copy, "small", models["full"], replace=True)  # now the full graph
+    pkg = open_package(copy)  # every listed file still hashes
+    files = [f["file"] for f in pkg.manifest["files"]]
+    assert files.count("variants/small/model.onnx") == 1 and pkg.hash != open_package(pkg_dir).hash
+    x = {"x": _inputs(1, 1.0, 12)[0]}
+    out, _ = L.executors(pkg)[Plan("local", variant="small")].run(x)
+    np.testing.assert_array_equal(out["logits"], _direct(models["full"], x)["logits"])

@@ -43,3 +43,22 @@ def test_unknown_variant_names_the_known_ones(rt):
     runtime, _ = rt
     with pytest.raises(ConfigError, match=r"variant 'big'.*\['lite'\]"):
         runtime.run({"input_1": np.zeros((1, 224, 224, 3), np.float32)}, plan=Plan("local", variant="big"))
+
+
+def test_a_tflite_variant_declared_in_the_package_runs_without_variants_kwarg(tmp_path, zoo_path):
+    from edgeinf.cli import main
+
+    full, lite = zoo_path("hand_landmark_full"), zoo_path("hand_landmark_lite")
+    m = edgeinf.load(full)
+    w = PackageWriter(tmp_path / "pkg", name="hand")
+    w.set_model("model.tflite", full, m.inputs, m.outputs)
+    root = w.save()
+    assert main(["variant", "add", str(root), "--name", "lite", "--model", str(lite)]) == 0
+    entry = edgeinf.open_package(root).manifest["variants"]["models"][0]
+    assert entry["file"] == "variants/lite/model.tflite" and entry["macs"] is None  # no MAC count for TFLite
+    x = np.random.default_rng(1).uniform(0, 1, (1, 224, 224, 3)).astype(np.float32)
+    with edgeinf.EdgeRuntime(root) as runtime:
+        res = runtime.run({"input_1": x}, plan=Plan("local", variant="lite"))
+    ref = edgeinf.load(lite)(x)
+    for k in ref:
+        np.testing.assert_array_equal(res.outputs[k], ref[k])

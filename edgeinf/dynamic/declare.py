@@ -153,7 +153,7 @@ def add_exits(pkg_dir: PathLike, name: str, stages: Sequence[PathLike], logits: 
     logits = logits or classifier_output(full.outputs)
     _check_stages([m for _, m in loaded], [p for p, _ in loaded], full.inputs, full.outputs, logits)
     staged = L.StagedExit(Plan("local", variant=name), [m for _, m in loaded], [np.inf] * (len(stages) - 1),
-                          full.outputs, logits, measure=confidence)
+                          full.outputs, logits, measure=confidence, inputs=full.inputs)
     _smoke(staged.exit_outputs, f"staged variant {name!r}", L.sample_feeds(full.inputs))
     entry = {"name": name, "logits": logits, "confidence": confidence, "profiles": {}, "stages": []}
     for k, (p, _) in enumerate(loaded):

@@ -26,7 +26,7 @@ class _Loader:
         return self.cache[rel]
 
 
-def _widths(v: V.Variants, get: _Loader, outputs, confidence) -> Dict[Plan, LocalExecutor]:
+def _widths(v: V.Variants, get: _Loader, full: FullModel, confidence) -> Dict[Plan, LocalExecutor]:
     """The digits example: per width its full graph, every calibrated profile, every forced early exit."""
     out = {}
     for w in v.widths.values():
@@ -35,17 +35,18 @@ def _widths(v: V.Variants, get: _Loader, outputs, confidence) -> Dict[Plan, Loca
         for name in [*w.profiles, *v.exits[:-1]]:
             plan = Plan("local", variant=w.id, exit=name)
             thr = V.exit_thresholds(name, v.exits, w.profiles, f"width {w.id}")
-            out[plan] = StagedExit(plan, stages, thr, outputs, "logits", [s.macs for s in w.stages],
-                                   v.confidence, confidence)
+            out[plan] = StagedExit(plan, stages, thr, full.outputs, "logits", [s.macs for s in w.stages],
+                                   v.confidence, confidence, full.inputs)
     return out
 
 
-def _staged(s: V.StagedVariant, get: _Loader, outputs, confidence) -> Dict[Plan, LocalExecutor]:
+def _staged(s: V.StagedVariant, get: _Loader, full: FullModel, confidence) -> Dict[Plan, LocalExecutor]:
     stages, out = [get(f) for f in s.files], {}
     for name in [None, *s.profiles, *s.exits[:-1]]:
         plan = Plan("local", variant=s.name, exit=name)
         thr = V.exit_thresholds(name, s.exits, s.profiles, f"staged variant {s.name!r}")
-        out[plan] = StagedExit(plan, stages, thr, outputs, s.logits, s.macs, s.confidence, confidence)
+        out[plan] = StagedExit(plan, stages, thr, full.outputs, s.logits, s.macs, s.confidence, confidence,
+                               full.inputs)
     return out
 
 
@@ -72,16 +73,16 @@ def executors(pkg, threads: Optional[int] = 1, measures: Optional[Mapping[Tuple[
         Always ``Plan("local")`` (the full model); then widths, model variants, staged exits
         (``exit=None``: every stage; a profile; a forced ``exitK``) and branch pairs.
     """
-    out: Dict[Plan, LocalExecutor] = {LOCAL: FullModel(pkg, threads)}
+    full = FullModel(pkg, threads)
+    out: Dict[Plan, LocalExecutor] = {LOCAL: full}
     if V.KEY not in pkg.manifest:
         return out
     v, get = V.read(pkg), _Loader(pkg, threads)
-    outputs = pkg.outputs or get(pkg.model.file).outputs
-    out.update(_widths(v, get, outputs, confidence))
+    out.update(_widths(v, get, full, confidence))
     for m in v.models.values():
         out[Plan("local", variant=m.name)] = Variant(Plan("local", variant=m.name), get(m.file), m.macs)
     for s in v.staged.values():
-        out.update(_staged(s, get, outputs, confidence))
+        out.update(_staged(s, get, full, confidence))
     for b in v.branches:
         parts = [out.get(variant_plan(n)) for n in (b.small, b.big)]
         if None in parts:

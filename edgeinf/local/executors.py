@@ -7,7 +7,7 @@ import numpy as np
 
 from ..backends import Model
 from ..dynamic import branch as B
-from ..errors import ConfigError, KernelError, ModelError
+from ..errors import ConfigError, InputError, KernelError, ModelError
 from ..plan import LOCAL, Plan
 from ..types import TensorSpec
 
@@ -75,19 +75,24 @@ class StagedExit(LocalExecutor):
 
     def __init__(self, plan: Plan, stages: Sequence[Model], thresholds: Sequence[float],
                  outputs: Sequence[TensorSpec], logits: str, macs: Optional[Sequence[float]] = None,
-                 measure: str = "max_prob", confidence: Optional[Callable] = None):
+                 measure: str = "max_prob", confidence: Optional[Callable] = None,
+                 inputs: Optional[Sequence[TensorSpec]] = None):
         if len(thresholds) != len(stages) - 1:
             raise ConfigError(f"{len(stages)} stages need {len(stages) - 1} thresholds; got {len(thresholds)}")
         if measure not in ("max_prob", "margin"):
             raise ConfigError(f"exit confidence must be 'max_prob' or 'margin' (higher = surer); got {measure!r}")
         self.plan, self.stages, self.thr = plan, list(stages), np.asarray(thresholds, np.float64)
-        self.inputs, self.outputs, self.logits = stages[0].inputs, list(outputs), logits
+        self.inputs, self.outputs, self.logits = list(inputs or stages[0].inputs), list(outputs), logits
+        self._input_names = {s.name for s in self.inputs}
         self.names = [s.name for s in self.outputs]
         self.cost = None if macs is None or any(m is None for m in macs) else np.cumsum(macs, dtype=np.float64)
         self.macs = None if self.cost is None else float(self.cost[-1])
         self.measure, self._confidence = measure, confidence or native_confidence()
 
     def run(self, feeds: Feeds) -> Tuple[Outputs, dict]:
+        if set(feeds) != self._input_names:  # stages check shapes and dtypes; names first, in one message
+            raise InputError(f"staged variant {self.plan.variant!r} expects inputs "
+                             f"[{'; '.join(s.describe() for s in self.inputs)}]; got {sorted(feeds)}")
         first = next(iter(feeds.values()), None)
         if first is None or np.ndim(first) == 0 or len(first) == 1:
             return self._one(feeds)
@@ -133,7 +138,7 @@ class StagedExit(LocalExecutor):
 
     def exit_outputs(self, feeds: Feeds) -> List[Outputs]:
         """Every exit's outputs for every sample, no stopping: what calibration needs."""
-        avail, outs = dict(feeds), []
+        avail, outs = {k: feeds[k] for k in self._input_names if k in feeds}, []
         for model in self.stages:
             out = model.run({s.name: avail[s.name] for s in model.inputs})
             outs.append({n: out[n] for n in self.names})
