@@ -64,7 +64,7 @@ class WorkerConfig:
     heartbeat_s: float = 0.5             # broker mode: heartbeat period
     broker_key: Optional[str] = None     # broker mode: the broker's public .key (CURVE backend)...
     worker_key: Optional[str] = None     # ...and this worker's .key_secret, in the broker's --worker-allow
-    rcvhwm: int = 16                     # messages libzmq buffers per peer before it stops reading
+    rcvhwm: int = 4                      # messages libzmq buffers per peer before it stops reading
     limits: protocol.Limits = field(default_factory=protocol.Limits)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgeinf import imagecodec
+from edgeinf.bench.hardening import make_image_package
 from edgeinf.package import open_package
 from edgeinf.transport import protocol, testing
 from edgeinf.transport.protocol import ErrorCode, Kind
@@ -19,26 +20,6 @@ X = np.linspace(0, 1, 16, dtype=np.float32)[None]
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) / 1024
-
-
-def make_image_package(out_dir, shape=(1, 64, 48, 3)):
-    """A package whose model takes an NHWC float image and returns its mean (for image codecs)."""
-    from onnx import TensorProto, helper
-
-    from edgeinf.package import PackageWriter
-    from edgeinf.types import TensorSpec
-
-    if (out_dir / "edgeinf.json").exists():
-        return out_dir
-    node = helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 2, 3], keepdims=0)
-    g = helper.make_graph([node], "mean", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [shape[0]])])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    pw = PackageWriter(out_dir, name="mean")
-    pw.set_model("model.onnx", model.SerializeToString(), [TensorSpec("x", shape, np.dtype("float32"))],
-                 [TensorSpec("y", (shape[0],), np.dtype("float32"))])
-    return pw.save()
 
 
 @pytest.fixture(scope="module")
