@@ -299,3 +299,24 @@ def test_json_stats_on_exit(fast_dir):
         w.kill()
     last = json.loads(lines[-1])
     assert last["stats"]["executed"] == 0 and last["stats"]["bad"] == 0 and last["max_frame"] < 2**20, last
+
+
+def test_client_that_times_out_cancels_its_queued_request(slow_dir):
+    from edgeinf.transport.client import Client, Outcome
+
+    pkg = open_package(slow_dir)
+    x = np.zeros((1, 768), np.float32)
+    specs, frames = protocol.pack_raw({"x": x})
+    with testing.worker(slow_dir, "--workers", "1", "--threads", "1") as w, Client(w.endpoint) as cl:
+        assert cl.wait_ready(10)
+        first = cl.submit(pkg.hash, None, specs, frames, timeout=20.0)  # occupies the only executor
+        time.sleep(0.05)
+        late = cl.submit(pkg.hash, None, specs, frames, timeout=0.1)  # queued; the client gives up
+        assert late.result(10).outcome == Outcome.TIMEOUT
+        assert first.result(30).outcome == Outcome.OK
+        with testing.RawClient(w.endpoint) as c:
+            end = time.monotonic() + 10
+            while (stats := c.hello()["stats"])["cancelled"] + stats["expired"] < 1 and time.monotonic() < end:
+                time.sleep(0.05)
+        # the CANCEL reached the worker while #2 was queued: dropped unexecuted, never run late
+        assert stats["executed"] == 1 and stats["cancelled"] == 1, stats

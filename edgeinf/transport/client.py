@@ -359,6 +359,12 @@ class Client:
 
     def _expire(self, now: float) -> None:
         for r in [r for r in self._pending.values() if now >= r.deadline]:
+            if r.endpoint is not None:  # tell the server: a queued copy is dropped, not run late
+                try:
+                    r.endpoint.sock.send_multipart(protocol.encode(Kind.CANCEL, {"id": r.id, "client": self.name}),
+                                                   zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass  # not connected: nothing queued there to cancel
             self._finish(r, Reply(Outcome.TIMEOUT, r.id, endpoint=r.endpoint.url if r.endpoint else None,
                                   error="no answer by the deadline", bytes_sent=r.nbytes))
 
