@@ -261,3 +261,12 @@ def test_recalibrate_without_inputs_and_replace_a_variant(pkg_dir, models, tmp_p
     x = {"x": _inputs(1, 1.0, 12)[0]}
     out, _ = L.executors(pkg)[Plan("local", variant="small")].run(x)
     np.testing.assert_array_equal(out["logits"], _direct(models["full"], x)["logits"])
+
+
+def test_executors_carry_the_calibrated_fidelity(execs, pkg_dir):
+    v = open_package(pkg_dir).manifest["variants"]
+    assert execs[LOCAL].fidelity == 1.0
+    assert execs[Plan("local", variant="small")].fidelity == v["models"][0]["fidelity"]["value"]
+    assert execs[DROP1].fidelity == v["staged"][0]["profiles"]["drop1"]["calib"]["agreement"]
+    assert execs[Plan("local", variant="ee", exit="exit1")].fidelity == v["staged"][0]["fidelity"]["per_exit"][0]
+    assert execs[Plan("local", variant="ee", exit="exit1")].fidelity < execs[EE].fidelity == 1.0

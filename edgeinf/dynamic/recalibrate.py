@@ -53,6 +53,7 @@ def _fit_staged(entry: dict, ex: L.StagedExit, feeds, refs, metric: str, max_dro
     thr = C.fit(conf, correct, cost, max_drop, z=z)
     r = C.evaluate(conf, correct, cost, thr)
     entry["fidelity"] = {"metric": metric, "value": round(fidelity(metric, refs, [p[-1] for p in per]), 4),
+                         "per_exit": [round(fidelity(metric, refs, [p[j] for p in per]), 4) for j in range(k)],
                          "samples": len(feeds), "inputs": source}
     rec = {"thresholds": [float(t) if np.isfinite(t) else None for t in thr], "target_drop": max_drop * 100,
            "fit_z": z, "metric": metric, "tol": tol,

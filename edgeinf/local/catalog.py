@@ -47,7 +47,19 @@ def _staged(s: V.StagedVariant, get: _Loader, full: FullModel, confidence) -> Di
         thr = V.exit_thresholds(name, s.exits, s.profiles, f"staged variant {s.name!r}")
         out[plan] = StagedExit(plan, stages, thr, full.outputs, s.logits, s.macs, s.confidence, confidence,
                                full.inputs)
+        out[plan].fidelity = _fidelity(s, name)
     return out
+
+
+def _fidelity(s: V.StagedVariant, exit: Optional[str]) -> Optional[float]:
+    """What calibration measured for this exit choice (None before calibration)."""
+    if exit is None:
+        return s.fidelity.get("value")
+    if exit in s.profiles:
+        return s.profiles[exit].get("calib", {}).get("agreement")
+    per = s.fidelity.get("per_exit") or []
+    k = s.exits.index(exit)
+    return per[k] if k < len(per) else None
 
 
 def variant_plan(name: str) -> Plan:
@@ -80,7 +92,8 @@ def executors(pkg, threads: Optional[int] = 1, measures: Optional[Mapping[Tuple[
     v, get = V.read(pkg), _Loader(pkg, threads)
     out.update(_widths(v, get, full, confidence))
     for m in v.models.values():
-        out[Plan("local", variant=m.name)] = Variant(Plan("local", variant=m.name), get(m.file), m.macs)
+        out[Plan("local", variant=m.name)] = ex = Variant(Plan("local", variant=m.name), get(m.file), m.macs)
+        ex.fidelity = m.fidelity.get("value")
     for s in v.staged.values():
         out.update(_staged(s, get, full, confidence))
     for b in v.branches:

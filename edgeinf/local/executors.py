@@ -22,6 +22,8 @@ class LocalExecutor:
     inputs: List[TensorSpec]
     outputs: List[TensorSpec]
     macs: Optional[float] = None  # per batch-1 run, where known
+    #: agreement with the full model on the calibration inputs (0..1; the package's metric), where known
+    fidelity: Optional[float] = None
 
     def run(self, feeds: Feeds) -> Tuple[Outputs, dict]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -60,6 +62,7 @@ class FullModel(Variant):
     def __init__(self, pkg, threads: Optional[int] = 1):
         macs = pkg.manifest["model"].get("macs")
         super().__init__(LOCAL, pkg.session("full", threads=threads), macs)
+        self.fidelity = 1.0  # the reference itself
 
 
 class StagedExit(LocalExecutor):
