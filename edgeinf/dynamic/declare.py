@@ -54,7 +54,7 @@ def _claim(pkg, w: PackageWriter, sec: dict, name: str, replace: bool) -> None:
     if name not in _names(pkg):
         return
     if not replace:
-        raise ConfigError(f"package {pkg.name!r} already has a variant {name!r}; choose another name or replace it")
+        raise ConfigError(f"package {pkg.name!r} already has a variant {name!r}; choose another name or replace it (--replace, replace=True)")
     if any(wd.get("id") == name for wd in sec.get("widths", [])):
         raise ConfigError(f"{name!r} is a built-in width of this package; it cannot be replaced")
     old = {e["file"] for e in sec.get("models", []) if e["name"] == name}
@@ -186,7 +186,7 @@ def add_branch(pkg_dir: PathLike, small: str, big: str, measure: str = "range", 
     cfg = B.BranchConfig(**config)
     same = [b for b in sec.get("branches", []) if (b["small"], b["big"]) == (small, big)]
     if same and not replace:
-        raise ConfigError(f"package already has branch pair ({small}, {big}); replace it to change its config")
+        raise ConfigError(f"package already has branch pair ({small}, {big}); replace it (--replace, replace=True) to change its config")
     sec["branches"] = [b for b in sec.get("branches", []) if b not in same]
     entry = {"small": small, "big": big, "measure": measure, "config": asdict(cfg)}
     sec["branches"].append(entry)
