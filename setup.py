@@ -25,7 +25,7 @@ sources = sorted(glob("csrc/*.cpp"))
 isa_macros = []
 if machine in ("x86_64", "amd64", "i686", "x86"):
     sources += sorted(glob("csrc/arch/x86/*.cpp"))
-    isa_macros = [("EDGEINF_HAVE_AVX2", "1"), ("EDGEINF_HAVE_SSE41", "1")]
+    isa_macros = [("EDGEINF_HAVE_AVX512", "1"), ("EDGEINF_HAVE_AVX2", "1"), ("EDGEINF_HAVE_SSE41", "1")]
 elif machine in ("aarch64", "arm64"):
     # NOTE: the NEON kernels use AArch64-only intrinsics (vminnm, vcvtn); 32-bit ARM
     # builds get the generic paths.
@@ -57,7 +57,11 @@ class BuildExt(build_ext):
             post = list(extra_postargs)
             base = os.path.basename(src)
             if "arch/x86" in src.replace(os.sep, "/"):
-                if base.startswith("avx2"):
+                if base.startswith("avx512"):
+                    # NOTE: GCC 12 warns inside its own avx512fintrin.h (_mm512_undefined_*)
+                    post += ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma", "-mf16c",
+                             "-Wno-maybe-uninitialized"]
+                elif base.startswith("avx2"):
                     post += ["-mavx2", "-mfma", "-mf16c"]
                 elif base.startswith("sse"):
                     post += ["-msse4.1"]

@@ -13,6 +13,7 @@
 #include "confidence.h"
 #include "cpu.h"
 #include "preprocess.h"
+#include "shuffle.h"
 
 namespace py = pybind11;
 using namespace edgeinf;
@@ -21,6 +22,9 @@ namespace {
 
 struct FormatError : std::runtime_error {
     using std::runtime_error::runtime_error;
+};
+struct NonFiniteError : std::domain_error {
+    using std::domain_error::domain_error;
 };
 
 Isa g_best = Isa::Generic;  // chosen once at import
@@ -31,13 +35,15 @@ void check_status(int status, const char* what) {
         throw std::invalid_argument(std::string(what) + ": invalid argument (scale must be finite and > 0, zero_point in [-128, 127])");
     if (status == kOutOfBounds)
         throw std::out_of_range(std::string(what) + ": output buffer too small");
+    if (status == kNonFinite)
+        throw NonFiniteError(std::string(what) + ": quantized codecs need finite values (x holds NaN or inf)");
     throw std::runtime_error(std::string(what) + ": kernel error " + std::to_string(status));
 }
 
 Isa pick_isa(const std::string& name) {
     if (name.empty()) return g_best;
     std::string avail;
-    for (Isa i : {Isa::Generic, Isa::SSE41, Isa::AVX2, Isa::NEON}) {
+    for (Isa i : kAllIsas) {
         if (!isa_runs(i)) continue;
         if (name == isa_name(i)) return i;
         avail += (avail.empty() ? "" : ", ") + std::string(isa_name(i));
@@ -107,7 +113,7 @@ py::bytes encode(const py::array& x, int codec, bool per_channel, int axis, int 
     if (per_channel && (axis < 0 || axis >= x.ndim())) throw std::invalid_argument("axis out of range");
     const DType dt = static_cast<DType>(dtype_tag);
     const size_t n = encoded_len(c, dt, per_channel, static_cast<int>(x.ndim()), dims, axis);
-    std::vector<float> scratch(per_channel ? 2 * dims[axis] : 2);
+    std::vector<float> scratch(encode_scratch_floats(per_channel, static_cast<int>(x.ndim()), dims, axis));
     PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(n));
     if (!obj) throw py::error_already_set();
     py::bytes out = py::reinterpret_steal<py::bytes>(obj);
@@ -147,7 +153,7 @@ py::tuple header_info(const py::buffer& buf, uint64_t max_elements, uint32_t max
     py::tuple shape(h.ndim);
     for (int i = 0; i < h.ndim; ++i) shape[i] = py::int_(h.dims[i]);
     return py::make_tuple(static_cast<int>(h.codec), h.stage, static_cast<int>(h.dtype), shape,
-                          h.header_len, h.raw_len, h.per_channel, h.axis);
+                          h.header_len, h.raw_len, h.per_channel, h.axis, h.shuffle);
 }
 
 py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_elements,
@@ -185,11 +191,42 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
     void* dst = out.mutable_data();
     const size_t out_len = static_cast<size_t>(out.nbytes());
     int st;
+    // NOTE: planes go straight into out for raw; fp16/bf16 are unshuffled to a staging copy
+    std::vector<uint8_t> flat(h.shuffle && h.codec != Codec::Raw ? payload.len : 0);
     {
         py::gil_scoped_release nogil;
-        st = decode_payload(isa, h, payload.ptr, payload.len, dst, out_len);
+        const ShuffleOps& sh = shuffle_ops(isa);
+        const int es = shuffle_elem_size(h);
+        if (h.shuffle && h.codec == Codec::Raw && out_len == payload.len) {
+            sh.unshuffle(payload.ptr, payload.len / es, es, static_cast<uint8_t*>(dst));
+            st = kOk;
+        } else if (h.shuffle) {
+            sh.unshuffle(payload.ptr, payload.len / es, es, flat.data());
+            st = decode_payload(isa, h, flat.data(), flat.size(), dst, out_len);
+        } else {
+            st = decode_payload(isa, h, payload.ptr, payload.len, dst, out_len);
+        }
     }
     check_status(st, "decode");
+    return out;
+}
+
+// Byte planes of a payload of size-byte elements (the shuffle stage's first step).
+py::bytes shuffle_py(const py::buffer& buf, int size, bool inverse, const std::string& isa_name_) {
+    const Isa isa = pick_isa(isa_name_);
+    const py::buffer_info info = buf.request();
+    const View v = byte_view(info, "buf");
+    if ((size != 2 && size != 4) || v.len % size)
+        throw std::invalid_argument("shuffle: element size must be 2 or 4 and divide the buffer length");
+    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(v.len));
+    if (!obj) throw py::error_already_set();
+    py::bytes out = py::reinterpret_steal<py::bytes>(obj);
+    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    {
+        py::gil_scoped_release nogil;
+        const ShuffleOps& sh = shuffle_ops(isa);
+        (inverse ? sh.unshuffle : sh.shuffle)(v.ptr, v.len / size, size, dst);
+    }
     return out;
 }
 
@@ -253,6 +290,14 @@ py::tuple confidence_py(const py::array& logits, const std::string& isa_name_) {
     return py::make_tuple(p, m, e);
 }
 
+// Tests and `edgeinf bench kernels --isa` run every path through the public API.
+std::string set_default_isa(const std::string& name) {
+    const Isa isa = name.empty() ? best_isa() : pick_isa(name);
+    const std::string prev = isa_name(g_best);
+    g_best = isa;
+    return prev;
+}
+
 py::dict build_info() {
     py::dict d;
     d["version"] = EDGEINF_VERSION_INFO;
@@ -264,11 +309,11 @@ py::dict build_info() {
 #else
     d["compiler"] = "unknown";
 #endif
-    Isa isa = best_isa();
+    Isa isa = g_best;
     d["isa"] = isa_name(isa);
     d["simd_width_bits"] = simd_width_bits(isa);
     py::list runs;
-    for (Isa i : {Isa::Generic, Isa::SSE41, Isa::AVX2, Isa::NEON})
+    for (Isa i : kAllIsas)
         if (isa_runs(i)) runs.append(isa_name(i));
     d["isas"] = runs;
     return d;
@@ -281,7 +326,10 @@ PYBIND11_MODULE(_kernels, m) {
     m.doc() = "edgeinf native kernels (see csrc/)";
     m.attr("__version__") = EDGEINF_VERSION_INFO;
     py::register_exception<FormatError>(m, "FormatError", PyExc_ValueError);
+    py::register_exception<NonFiniteError>(m, "NonFiniteError", PyExc_ValueError);
     m.def("build_info", &build_info, "Compiler, flags and the ISA path chosen at run time.");
+    m.def("set_default_isa", &set_default_isa, py::arg("name"),
+          "Make name ('' = the best) the path every kernel call without isa= takes; returns the previous one.");
     m.def("quantize_int8", &quantize_int8, py::arg("x"), py::arg("scale"), py::arg("zero_point") = 0,
           "Affine int8 quantization: clamp(round(x / scale) + zero_point, -128, 127).");
     m.def("dequantize_int8", &dequantize_int8, py::arg("q"), py::arg("scale"), py::arg("zero_point") = 0,
@@ -294,6 +342,8 @@ PYBIND11_MODULE(_kernels, m) {
     m.def("decode", &decode, py::arg("buf"), py::arg("out"), py::arg("max_elements"),
           py::arg("max_ndim"), py::arg("max_bytes"), py::arg("payload") = py::none(),
           py::arg("isa") = "", "Decode an encoded tensor; raises FormatError on a bad buffer.");
+    m.def("shuffle", &shuffle_py, py::arg("buf"), py::arg("size"), py::arg("inverse") = false,
+          py::arg("isa") = "", "Byte planes of size-byte elements (inverse=True: back to elements).");
     m.def("preprocess", &preprocess_py, py::arg("img"), py::arg("out"), py::arg("roi"),
           py::arg("nchw"), py::arg("swap_rb"), py::arg("scale"), py::arg("bias"), py::arg("pad"),
           py::arg("isa") = "", "Fused resize + normalize + layout into out.");

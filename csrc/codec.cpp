@@ -62,10 +62,28 @@ QParams make_params(float lo, float hi, int bits) {
     return {scale, 1.0f / scale, static_cast<float>(-zp), static_cast<float>(qmax - zp), zp};
 }
 
+// Writes m codes for elements e0.. of the packed stream: the ones sharing a byte with the
+// previous run are OR-ed in (that run left their bits 0), the rest packed from a byte boundary.
+void put_codes(const uint8_t* codes, size_t m, uint64_t e0, int bits, uint8_t* payload) {
+    if (bits == 8) return (void)std::memcpy(payload + e0, codes, m);
+    const uint64_t per = 8 / bits;
+    size_t i = 0;
+    for (; i < m && (e0 + i) % per != 0; ++i)
+        payload[(e0 + i) / per] |= codes[i] << (((e0 + i) % per) * bits);
+    if (i < m) pack_codes(codes + i, m - i, bits, payload + (e0 + i) / per);
+}
+
+// Reads m codes of elements e0.. of the packed stream, whatever their byte alignment.
+void get_codes(const uint8_t* payload, uint64_t e0, size_t m, int bits, uint8_t* codes) {
+    const uint64_t per = 8 / bits;
+    const int mask = (1 << bits) - 1;
+    size_t i = 0;
+    for (; i < m && (e0 + i) % per != 0; ++i)
+        codes[i] = (payload[(e0 + i) / per] >> (((e0 + i) % per) * bits)) & mask;
+    if (i < m) unpack_codes(payload + (e0 + i) / per, m - i, bits, codes + i);
+}
+
 // Quantizes n values whose first is element e0 of the stream into the packed payload.
-// TODO: channel-last per-channel tensors (inner == 1, e.g. NHWC with axis=-1) take the
-// one-element prologue for every value (~50x slower than axis=1); they need kernels with
-// per-lane scale vectors.
 void quant_run(const CodecOps& ops, const float* x, size_t n, uint64_t e0, const QParams& p,
                int bits, uint8_t* payload) {
     if (bits == 8) {
@@ -80,6 +98,44 @@ void quant_run(const CodecOps& ops, const float* x, size_t n, uint64_t e0, const
         payload[(e0 + i) / per] |= codes[0] << (((e0 + i) % per) * bits);
     }
     if (i < n) ops.quantize_packed(x + i, n - i, bits, p.inv, p.lo, p.hi, p.zp, payload + (e0 + i) / per);
+}
+
+// Channel-last per-channel (inner == 1, e.g. NHWC with axis=-1): each row of ch values is
+// one vector of lanes with per-lane parameters, not ch runs of one element.
+bool minmax_rows(const CodecOps& ops, const float* x, uint64_t rows, uint64_t ch, float* lo, float* hi) {
+    bool finite = true;
+    for (uint64_t r = 0; r < rows; ++r) finite &= ops.minmax_lanes(x + r * ch, ch, lo, hi);
+    return finite;
+}
+
+void quant_rows(const CodecOps& ops, const float* x, uint64_t rows, uint64_t ch, const float* inv,
+                const uint8_t* zps, int bits, uint8_t* payload) {
+    uint8_t codes[kPackChunk];
+    const int qmax = (1 << bits) - 1;
+    for (uint64_t r = 0; r < rows; ++r)
+        for (uint64_t j = 0; j < ch; j += kPackChunk) {
+            const size_t m = ch - j < kPackChunk ? ch - j : kPackChunk;
+            const uint64_t e0 = r * ch + j;
+            if (bits == 8) {
+                ops.quantize_lanes(x + e0, m, inv + j, zps + j, qmax, payload + e0);
+                continue;
+            }
+            ops.quantize_lanes(x + e0, m, inv + j, zps + j, qmax, codes);
+            put_codes(codes, m, e0, bits, payload);
+        }
+}
+
+void dequant_rows(const CodecOps& ops, const uint8_t* payload, uint64_t rows, uint64_t ch,
+                  const uint8_t* scales, const uint8_t* zps, int bits, float* out) {
+    uint8_t codes[kPackChunk];
+    for (uint64_t r = 0; r < rows; ++r)
+        for (uint64_t j = 0; j < ch; j += kPackChunk) {
+            const size_t m = ch - j < kPackChunk ? ch - j : kPackChunk;
+            const uint64_t e0 = r * ch + j;
+            const uint8_t* c = payload + e0;
+            if (bits != 8) get_codes(payload, e0, m, bits, codes), c = codes;
+            ops.dequantize_lanes(c, m, zps + j, scales + 4 * j, out + e0);
+        }
 }
 
 void dequant_run(const CodecOps& ops, const uint8_t* payload, size_t n, uint64_t e0,
@@ -131,6 +187,14 @@ size_t encoded_len(Codec c, DType dtype, bool per_channel, int ndim, const uint6
     return codec_header_len(ndim, np) + codec_payload_len(c, dtype, numel);
 }
 
+int shuffle_elem_size(const TensorHeader& h) {
+    return h.codec == Codec::Raw && h.dtype == DType::F32 ? 4 : 2;
+}
+
+size_t encode_scratch_floats(bool per_channel, int ndim, const uint64_t* dims, int axis) {
+    return 3 * static_cast<size_t>(per_channel && axis >= 0 && axis < ndim ? dims[axis] : 1);
+}
+
 int parse_header(const uint8_t* buf, size_t len, const CodecLimits& lim, TensorHeader* h,
                  char* err, size_t errlen) {
     if (len < kFixedHeader)
@@ -145,8 +209,11 @@ int parse_header(const uint8_t* buf, size_t len, const CodecLimits& lim, TensorH
     const uint8_t flags = buf[6];
     h->per_channel = flags & kFlagPerChannel;
     h->stage = (flags & kStageMask) >> kStageShift;
-    if ((flags & ~(kFlagPerChannel | kStageMask)) || h->stage == 3)
+    h->shuffle = flags & kFlagShuffle;
+    if ((flags & ~(kFlagPerChannel | kStageMask | kFlagShuffle)) || h->stage == 3)
         return fail(err, errlen, kCorrupt, "unknown flags 0x%llx", flags);
+    if (h->shuffle && (h->stage == 0 || is_quantized(h->codec)))
+        return fail(err, errlen, kCorrupt, "shuffle flag needs a lossless stage and a raw/fp16/bf16 codec");
     if (buf[7] != static_cast<uint8_t>(DType::F32) && buf[7] != static_cast<uint8_t>(DType::F16))
         return fail(err, errlen, kCorrupt, "unknown dtype id %llu", buf[7]);
     h->dtype = static_cast<DType>(buf[7]);
@@ -241,23 +308,31 @@ int encode_tensor(Isa isa, const void* xv, DType dtype, Codec c, bool per_channe
     const int bits = codec_bits(c);
     uint64_t outer = 1, ch = 1, inner = numel;
     if (per_channel) split_shape(ndim, dims, axis, &outer, &ch, &inner);
+    const bool lanes = per_channel && inner == 1;
     float* lo = scratch;
     float* hi = scratch + ch;
     for (uint64_t k = 0; k < ch; ++k) lo[k] = std::numeric_limits<float>::infinity(), hi[k] = -lo[k];
-    for (uint64_t o = 0; o < outer; ++o)
-        for (uint64_t k = 0; k < ch; ++k) ops.minmax(x + (o * ch + k) * inner, inner, &lo[k], &hi[k]);
+    bool finite = true;
+    if (lanes) finite = minmax_rows(ops, x, outer, ch, lo, hi);
+    else
+        for (uint64_t o = 0; o < outer; ++o)
+            for (uint64_t k = 0; k < ch; ++k) finite &= ops.minmax(x + (o * ch + k) * inner, inner, &lo[k], &hi[k]);
+    if (!finite) return kNonFinite;
     uint8_t* sc = out + kFixedHeader + 8 * ndim;
+    float* inv = scratch + 2 * ch;
     for (uint64_t k = 0; k < ch; ++k) {
         const QParams p = make_params(lo[k], hi[k], bits);
         store_le<float>(sc + 4 * k, p.scale);
         sc[4 * np + k] = static_cast<uint8_t>(p.zp);
         lo[k] = p.scale;  // reuse scratch: scale and zero point per channel
         hi[k] = static_cast<float>(p.zp);
+        inv[k] = p.inv;
     }
+    if (lanes) return quant_rows(ops, x, outer, ch, inv, sc + 4 * np, bits, payload), kOk;
     for (uint64_t o = 0; o < outer; ++o)
         for (uint64_t k = 0; k < ch; ++k) {
             QParams q;
-            q.scale = lo[k], q.inv = 1.0f / lo[k], q.zp = static_cast<int32_t>(hi[k]);
+            q.scale = lo[k], q.inv = inv[k], q.zp = static_cast<int32_t>(hi[k]);
             q.lo = -hi[k], q.hi = static_cast<float>((1 << bits) - 1) - hi[k];
             const uint64_t e0 = (o * ch + k) * inner;
             quant_run(ops, x + e0, inner, e0, q, bits, payload);
@@ -281,6 +356,8 @@ int decode_payload(Isa isa, const TensorHeader& h, const uint8_t* payload, size_
     const int bits = codec_bits(h.codec);
     uint64_t outer = 1, ch = 1, inner = h.numel;
     if (h.per_channel) split_shape(h.ndim, h.dims, h.axis, &outer, &ch, &inner);
+    if (h.per_channel && inner == 1)
+        return dequant_rows(ops, payload, outer, ch, h.scales, h.zps, bits, out), kOk;
     for (uint64_t o = 0; o < outer; ++o)
         for (uint64_t k = 0; k < ch; ++k) {
             const uint64_t e0 = (o * ch + k) * inner;

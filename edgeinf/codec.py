@@ -1,12 +1,16 @@
 """Tensor codec: float32/float16 tensors to self-describing bytes and back.
 
-Codec names are ``BASE[-pc][+STAGE]``:
+Codec names are ``BASE[-pc][+shuf][+STAGE]``:
 
 - ``BASE``: ``raw`` (lossless), ``fp16``, ``bf16`` (round to nearest even), ``int8``,
-  ``int4``, ``int2`` (affine quantization, bit-packed);
+  ``int4``, ``int2`` (affine quantization, bit-packed; finite values only: NaN or +-inf
+  raise :class:`~edgeinf.errors.CodecError`, never turn into zeros);
 - ``-pc``: per-channel scales and zero points (int codecs only) along ``axis``
-  (default 1 for ndim >= 2, i.e. C of NCHW; pass ``axis=-1`` for NHWC);
-- ``+lz4`` / ``+zstd``: a lossless stage on the packed payload.
+  (default 1 for ndim >= 2, i.e. C of NCHW; pass ``axis=-1`` for NHWC, or the package's
+  ``Cut.channel_axes()``); the decoder reads the axis from the header;
+- ``+lz4`` / ``+zstd``: a lossless stage on the packed payload;
+- ``+shuf`` (raw/fp16/bf16, with a stage): the payload split into byte planes first, each
+  plane through the stage on its own (or stored when it does not shrink).
 
 The buffer carries everything the decoder needs. Layout (little-endian; ``csrc/codec.h``
 and ``docs/codec.md`` have the same table)::
@@ -15,7 +19,8 @@ and ``docs/codec.md`` have the same table)::
       0     4  magic b"EITC"
       4     1  version (1)
       5     1  codec id: 0 raw, 1 fp16, 2 bf16, 3 int8, 4 int4, 5 int2
-      6     1  flags: bit 0 per-channel, bits 1-2 stage (0 none, 1 lz4, 2 zstd)
+      6     1  flags: bit 0 per-channel, bits 1-2 stage (0 none, 1 lz4, 2 zstd),
+               bit 3 byte-shuffled planes
       7     1  dtype of the original tensor: 1 float32, 2 float16
       8     1  ndim (0..8)
       9     1  per-channel axis, 0xFF for per-tensor
@@ -27,9 +32,14 @@ and ``docs/codec.md`` have the same table)::
       .  4*np  scales (float32), then np zero points (uint8), then 0-padding to 8 bytes
       .     .  payload (stored_len bytes; nothing may follow)
 
+Shuffled payload (bit 3): ``size`` uint32 plane lengths (``size`` = 4 for raw float32, else 2),
+then the planes in order; plane ``b`` holds byte ``b`` of every element, ``raw_len / size``
+bytes before the stage; a length equal to that means the plane is stored as is.
+
 Quantization: ``q = clamp(rint(x / scale), -zp, qmax - zp) + zp`` with
 ``scale = (max(hi, 0) - min(lo, 0)) / qmax`` so 0 is exact; ``x' = (q - zp) * scale``.
-NaN encodes as code 0; ranges under 1e-30 decode as zeros.
+NaN and +-inf are refused (:class:`~edgeinf.errors.CodecError`); ranges under 1e-30 decode
+as zeros.
 
 Decoding treats the buffer as hostile: the C++ parser checks every field against the
 buffer length and :class:`Limits` before anything is allocated, and every failure raises
@@ -38,6 +48,7 @@ buffer length and :class:`Limits` before anything is allocated, and every failur
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -51,6 +62,8 @@ __all__ = ["CODECS", "Limits", "Spec", "decode", "encode", "header_info", "names
 BASES = {"raw": 0, "fp16": 1, "bf16": 2, "int8": 3, "int4": 4, "int2": 5}
 BITS = {"raw": 32, "fp16": 16, "bf16": 16, "int8": 8, "int4": 4, "int2": 2}
 STAGES = {"": 0, "lz4": 1, "zstd": 2}
+SHUF_BASES = ("raw", "fp16", "bf16")
+FLAG_SHUFFLE = 8
 DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float16): 2}
 MAGIC, VERSION, FIXED = b"EITC", 1, struct.Struct("<4sBBBBBBHIQQ")
 
@@ -60,6 +73,8 @@ def _all_names() -> List[str]:
     for base in BASES:
         for pc in (["", "-pc"] if base.startswith("int") else [""]):
             out += [base + pc + (f"+{s}" if s else "") for s in STAGES]
+        if base in SHUF_BASES:
+            out += [f"{base}+shuf+{s}" for s in STAGES if s]
     return out
 
 
@@ -79,10 +94,12 @@ class Spec:
     base: str
     per_channel: bool = False
     stage: str = ""
+    shuffle: bool = False
 
     @property
     def name(self) -> str:
-        return self.base + ("-pc" if self.per_channel else "") + (f"+{self.stage}" if self.stage else "")
+        return (self.base + ("-pc" if self.per_channel else "") + ("+shuf" if self.shuffle else "")
+                + (f"+{self.stage}" if self.stage else ""))
 
     @property
     def bits(self) -> int:
@@ -108,9 +125,9 @@ def parse(name: str) -> Spec:
     if not isinstance(name, str) or name not in CODECS:
         raise CodecError(f"unknown codec {name!r}; did you mean {nearest(str(name), CODECS)}? "
                          f"Valid: {', '.join(CODECS)}")
-    rest, _, stage = name.partition("+")
-    base, _, pc = rest.partition("-")
-    return Spec(base, pc == "pc", stage)
+    parts = name.split("+")
+    base, _, pc = parts[0].partition("-")
+    return Spec(base, pc == "pc", parts[-1] if len(parts) > 1 else "", "shuf" in parts[1:])
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,7 @@ class Header(NamedTuple):
     raw_len: int
     per_channel: bool
     axis: Optional[int]
+    shuffle: bool = False
 
 
 def _channel_axis(x: np.ndarray, spec: Spec, axis: Optional[int]) -> int:
@@ -180,23 +198,52 @@ def encode(x: np.ndarray, codec: str = "raw", axis: Optional[int] = None) -> byt
     dtype_id = DTYPES[x.dtype]
     if x.dtype == np.float16 and spec.base not in ("raw", "fp16"):
         x = x.astype(np.float32)  # quantize in float32; the header still says float16
-    buf = kernels.encode(np.require(x, requirements="C"), BASES[spec.base], spec.per_channel, ax, dtype_id)
-    return _compress(buf, spec.stage) if spec.stage else buf
+    try:
+        buf = kernels.encode(np.require(x, requirements="C"), BASES[spec.base], spec.per_channel, ax, dtype_id)
+    except kernels.NonFiniteError:
+        bad = ~np.isfinite(x)
+        raise CodecError(
+            f"codec {spec.name!r} quantizes finite values only; x holds {int(np.isnan(x).sum())} NaN and "
+            f"{int(bad.sum() - np.isnan(x).sum())} +-inf of {x.size} values. Use raw/fp16/bf16 to carry "
+            "them, or clean the tensor first (np.nan_to_num)") from None
+    return _compress(buf, spec) if spec.stage else buf
 
 
-def _compress(buf: bytes, stage: str) -> bytes:
-    hl = header_info(buf).header_len
-    payload = memoryview(buf)[hl:]
+_tls = threading.local()  # NOTE: zstd (de)compressor objects are not thread-safe; reuse saves ~10 us
+
+
+def _zstd(kind: str):
+    obj = getattr(_tls, kind, None)
+    if obj is None:
+        import zstandard
+
+        obj = zstandard.ZstdCompressor(level=3) if kind == "c" else zstandard.ZstdDecompressor()
+        setattr(_tls, kind, obj)
+    return obj
+
+
+def _deflate(data, stage: str) -> bytes:
     if stage == "lz4":
         import lz4.block
 
-        comp = lz4.block.compress(payload, store_size=False)
-    else:
-        import zstandard
+        return lz4.block.compress(data, store_size=False)
+    return _zstd("c").compress(data)
 
-        comp = zstandard.ZstdCompressor(level=3).compress(payload)
+
+def _compress(buf: bytes, spec: Spec) -> bytes:
+    hl = header_info(buf).header_len
+    payload = memoryview(buf)[hl:]
     head = bytearray(buf[:hl])
-    head[6] |= STAGES[stage] << 1
+    head[6] |= STAGES[spec.stage] << 1
+    if spec.shuffle:
+        head[6] |= FLAG_SHUFFLE
+        size = 4 if buf[5] == 0 and buf[7] == 1 else 2  # raw float32; else 2-byte elements
+        planes, n = memoryview(kernels.shuffle(payload, size)), len(payload) // size
+        parts = [_deflate(planes[k * n:(k + 1) * n], spec.stage) for k in range(size)]
+        parts = [c if len(c) < n else planes[k * n:(k + 1) * n] for k, c in enumerate(parts)]
+        comp = b"".join([struct.pack(f"<{size}I", *map(len, parts)), *parts])
+    else:
+        comp = _deflate(payload, spec.stage)
     struct.pack_into("<Q", head, 24, len(comp))
     return bytes(head) + comp
 
@@ -205,34 +252,66 @@ def header_info(buf, limits: Optional[Limits] = None) -> Header:
     """Parse and validate only the header of an encoded buffer."""
     lim = limits or DEFAULT_LIMITS
     try:
-        c, st, dt, shape, hl, raw, pc, ax = kernels.header_info(buf, lim.max_elements, lim.max_ndim, lim.max_bytes)
+        c, st, dt, shape, hl, raw, pc, ax, shuf = kernels.header_info(buf, lim.max_elements, lim.max_ndim,
+                                                                       lim.max_bytes)
     except (kernels.FormatError, ValueError, TypeError, BufferError) as e:
         raise CodecError(f"bad encoded tensor: {e}") from e
     return Header(list(BASES)[c], list(STAGES)[st], np.dtype(np.float32 if dt == 1 else np.float16),
-                  tuple(shape), hl, raw, pc, ax if pc else None)
+                  tuple(shape), hl, raw, pc, ax if pc else None, shuf)
 
 
-def _decompress(buf, h: Header) -> bytes:
-    comp = memoryview(buf)[h.header_len:]
+def _inflate(comp, stage: str, n: int) -> bytes:
+    """Exactly n bytes from one lz4 block or zstd frame, never more allocated."""
     try:
-        if h.stage == "lz4":
+        if stage == "lz4":
             import lz4.block
 
-            out = lz4.block.decompress(comp, uncompressed_size=h.raw_len) if h.raw_len else b""
+            out = lz4.block.decompress(comp, uncompressed_size=n) if n else b""
         else:
             import zstandard
 
             # NOTE: a frame may claim any content size; refuse before zstd allocates it
-            if zstandard.frame_content_size(comp) != h.raw_len:
-                raise CodecError(f"zstd frame size does not match raw_len {h.raw_len}")
-            out = zstandard.ZstdDecompressor().decompress(comp, max_output_size=h.raw_len)
+            if zstandard.frame_content_size(comp) != n:
+                raise CodecError(f"zstd frame size does not match the expected {n} bytes")
+            out = _zstd("d").decompress(comp, max_output_size=n)
     except CodecError:
         raise
     except Exception as e:  # lz4/zstd raise their own error types for corrupt data
-        raise CodecError(f"corrupt {h.stage} payload: {e}") from e
-    if len(out) != h.raw_len:
-        raise CodecError(f"{h.stage} payload decompressed to {len(out)} bytes, expected {h.raw_len}")
+        raise CodecError(f"corrupt {stage} payload: {e}") from e
+    if len(out) != n:
+        raise CodecError(f"{stage} payload decompressed to {len(out)} bytes, expected {n}")
     return out
+
+
+def _planes(comp: memoryview, h: Header) -> bytes:
+    """The byte planes of a shuffled payload, concatenated (still shuffled)."""
+    size = 4 if h.codec == "raw" and h.dtype == np.float32 else 2
+    n = h.raw_len // size
+    if len(comp) < 4 * size:
+        raise CodecError(f"shuffled payload of {len(comp)} bytes cannot hold {size} plane lengths")
+    lens = struct.unpack_from(f"<{size}I", comp)
+    if any(k > n for k in lens) or 4 * size + sum(lens) != len(comp):
+        raise CodecError(f"plane lengths {list(lens)} do not fit planes of {n} bytes in {len(comp)} payload bytes")
+    out, off = [], 4 * size
+    for k in lens:
+        part = comp[off:off + k]
+        out.append(part if k == n else _inflate(part, h.stage, n))
+        off += k
+    return b"".join(out)
+
+
+def _decompress(buf, h: Header) -> bytes:
+    comp = memoryview(buf).cast("B")[h.header_len:]
+    return _planes(comp, h) if h.shuffle else _inflate(comp, h.stage, h.raw_len)
+
+
+def _plain_f32(buf, out) -> bool:
+    """A float32 tensor buffer without a lossless stage (checked before the image magic: ~1 us)."""
+    try:
+        return (len(buf) > 7 and bytes(buf[:4]) == MAGIC and not buf[6] & 6 and buf[7] == 1
+                and (out is None or isinstance(out, np.ndarray)))
+    except (TypeError, ValueError, IndexError):
+        return False
 
 
 def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = None) -> np.ndarray:
@@ -249,14 +328,13 @@ def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = Non
         Bounds on elements, dims and payload bytes (default :class:`Limits`).
     """
     lim = limits or DEFAULT_LIMITS
+    if _plain_f32(buf, out):  # one native call, which checks everything
+        try:
+            return kernels.decode(buf, out, lim.max_elements, lim.max_ndim, lim.max_bytes, None)
+        except (kernels.FormatError, TypeError, BufferError) as e:
+            raise CodecError(f"bad encoded tensor: {e}") from e
     if _is_image(buf):
         return _decode_image(buf, out)
-    try:
-        # fast path: float32 without a lossless stage needs one native call (it checks all)
-        if len(buf) > 7 and not buf[6] & 6 and buf[7] == 1 and (out is None or isinstance(out, np.ndarray)):
-            return kernels.decode(buf, out, lim.max_elements, lim.max_ndim, lim.max_bytes, None)
-    except (kernels.FormatError, TypeError, BufferError) as e:
-        raise CodecError(f"bad encoded tensor: {e}") from e
     h = header_info(buf, lim)
     if out is not None and (not isinstance(out, np.ndarray) or out.shape != h.shape or out.dtype != h.dtype):
         got = (getattr(out, "shape", None), getattr(out, "dtype", type(out).__name__))
@@ -336,6 +414,8 @@ def reference_encode(x: np.ndarray, codec: str = "raw", axis: Optional[int] = No
         r = np.where((u & 0x7FFFFFFF) > 0x7F800000, (u >> 16) | 0x40, r)
         payload = r.astype(np.uint16).tobytes()
     else:
+        if not np.isfinite(xf).all():
+            raise CodecError(f"codec {spec.name!r} quantizes finite values only; x holds NaN or +-inf")
         bits = spec.bits
         nch = xf.shape[ax] if spec.per_channel else 1
         chans = np.moveaxis(xf, ax, 0).reshape(nch, xf.size // max(nch, 1)) if spec.per_channel else xf.reshape(1, -1)

@@ -83,7 +83,7 @@ def test_bad_arguments_name_the_choices(photo):
     with pytest.raises(InputError, match="uint8"):
         preprocess(photo.astype(np.float32), (8, 8))
     with pytest.raises(ValueError, match="isa"):
-        preprocess(photo, (8, 8), isa="avx512")
+        preprocess(photo, (8, 8), isa="sve")
 
 
 def test_tiny_and_upscaled_images():

@@ -2,6 +2,8 @@
 // cpu.cpp finds AVX2 and FMA. Results equal kCodecGeneric's bit for bit.
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "codec.h"
 #include "pack.h"
 #include "half.h"
@@ -22,20 +24,24 @@ float hmax8(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
-void minmax_avx2(const float* x, size_t n, float* lo, float* hi) {
+bool minmax_avx2(const float* x, size_t n, float* lo, float* hi) {
     size_t i = 0;
+    bool finite = true;
     if (n >= 32) {
         // NOTE: min(v, acc) returns acc when v is NaN: NaNs are skipped as in generic.
         __m256 l0 = _mm256_set1_ps(*lo), l1 = l0, h0 = _mm256_set1_ps(*hi), h1 = h0;
+        __m256 bad = _mm256_setzero_ps();  // x - x: +0 when finite, NaN for NaN and +-inf
         for (; i + 16 <= n; i += 16) {
             __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
             l0 = _mm256_min_ps(a, l0), h0 = _mm256_max_ps(a, h0);
             l1 = _mm256_min_ps(b, l1), h1 = _mm256_max_ps(b, h1);
+            bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_sub_ps(a, a), _mm256_sub_ps(b, b)));
         }
         *lo = hmin8(_mm256_min_ps(l0, l1));
         *hi = hmax8(_mm256_max_ps(h0, h1));
+        finite = _mm256_testz_si256(_mm256_castps_si256(bad), _mm256_castps_si256(bad));
     }
-    kCodecGeneric.minmax(x + i, n - i, lo, hi);
+    return kCodecGeneric.minmax(x + i, n - i, lo, hi) && finite;
 }
 
 inline __m256i quant8(const float* x, __m256 inv, __m256 lo, __m256 hi, __m256i zp) {
@@ -93,29 +99,59 @@ void quantize_packed_avx2(const float* x, size_t n, int bits, float inv, float l
     if (i < n) quantize_packed_via(kCodecGeneric.quantize, x + i, n - i, bits, inv, lo, hi, zp, dst + i * bits / 8);
 }
 
-void dequantize_avx2(const uint8_t* codes, size_t n, int32_t zp, float scale, float* out) {
+template <bool NT>
+inline void store8(float* p, __m256 v) {
+    if (NT) _mm256_stream_ps(p, v);
+    else _mm256_storeu_ps(p, v);
+}
+
+// 8 codes (low 8 bytes of an xmm or memory) -> 8 floats
+template <bool NT>
+inline void dequant8(__m128i codes, __m256i vz, __m256 vs, float* out) {
+    store8<NT>(out, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(codes), vz)), vs));
+}
+
+template <bool NT>
+size_t dequantize_loop(const uint8_t* codes, size_t n, int32_t zp, float scale, float* out) {
     const __m256 vs = _mm256_set1_ps(scale);
     const __m256i vz = _mm256_set1_epi32(zp);
     size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i));
-        __m256i q0 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(b), vz);
-        __m256i q1 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), vz);
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_cvtepi32_ps(q0), vs));
-        _mm256_storeu_ps(out + i + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(q1), vs));
+    for (; i + 32 <= n; i += 32)  // NOTE: 8-byte loads fold into vpmovzxbd: 4 uops per 8 floats
+        for (int k = 0; k < 4; ++k)
+            dequant8<NT>(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i + 8 * k)), vz, vs, out + i + 8 * k);
+    return i;
+}
+
+// Elements before out + i is 32-byte aligned (streaming stores need it), or n if never.
+size_t head_to_align(const float* out, size_t n) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(out);
+    if (a % 4) return n;
+    const size_t h = ((32 - a % 32) % 32) / 4;
+    return h < n ? h : n;
+}
+
+void dequantize_avx2(const uint8_t* codes, size_t n, int32_t zp, float scale, float* out) {
+    size_t i = 0;
+    if (n * 4 >= kStreamBytes && head_to_align(out, n) < n) {
+        i = head_to_align(out, n);
+        kCodecGeneric.dequantize(codes, i, zp, scale, out);
+        i += dequantize_loop<true>(codes + i, n - i, zp, scale, out + i);
+        _mm_sfence();
+    } else {
+        i = dequantize_loop<false>(codes, n, zp, scale, out);
     }
     kCodecGeneric.dequantize(codes + i, n - i, zp, scale, out + i);
 }
 
+template <bool NT>
 inline void dequant16(__m128i codes, __m256i vz, __m256 vs, float* out) {
-    __m256i q0 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(codes), vz);
-    __m256i q1 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(codes, 8)), vz);
-    _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_cvtepi32_ps(q0), vs));
-    _mm256_storeu_ps(out + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(q1), vs));
+    dequant8<NT>(codes, vz, vs, out);
+    dequant8<NT>(_mm_srli_si128(codes, 8), vz, vs, out + 8);
 }
 
-void dequantize_packed_avx2(const uint8_t* src, size_t n, int bits, int32_t zp, float scale,
-                            float* out) {
+// Whole groups of 32 codes (the first at a byte boundary); returns how many were done.
+template <bool NT>
+size_t dequantize_packed_loop(const uint8_t* src, size_t n, int bits, int32_t zp, float scale, float* out) {
     const __m256 vs = _mm256_set1_ps(scale);
     const __m256i vz = _mm256_set1_epi32(zp);
     size_t i = 0;
@@ -124,8 +160,8 @@ void dequantize_packed_avx2(const uint8_t* src, size_t n, int bits, int32_t zp, 
         for (; i + 32 <= n; i += 32) {
             __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i / 2));
             __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
-            dequant16(_mm_unpacklo_epi8(lo, hi), vz, vs, out + i);
-            dequant16(_mm_unpackhi_epi8(lo, hi), vz, vs, out + i + 16);
+            dequant16<NT>(_mm_unpacklo_epi8(lo, hi), vz, vs, out + i);
+            dequant16<NT>(_mm_unpackhi_epi8(lo, hi), vz, vs, out + i + 16);
         }
     } else {
         const __m128i m = _mm_set1_epi8(0x03);
@@ -134,11 +170,72 @@ void dequantize_packed_avx2(const uint8_t* src, size_t n, int bits, int32_t zp, 
             __m128i x0 = _mm_and_si128(b, m), x1 = _mm_and_si128(_mm_srli_epi16(b, 2), m);
             __m128i x2 = _mm_and_si128(_mm_srli_epi16(b, 4), m), x3 = _mm_and_si128(_mm_srli_epi16(b, 6), m);
             __m128i p01 = _mm_unpacklo_epi8(x0, x1), p23 = _mm_unpacklo_epi8(x2, x3);
-            dequant16(_mm_unpacklo_epi16(p01, p23), vz, vs, out + i);
-            dequant16(_mm_unpackhi_epi16(p01, p23), vz, vs, out + i + 16);
+            dequant16<NT>(_mm_unpacklo_epi16(p01, p23), vz, vs, out + i);
+            dequant16<NT>(_mm_unpackhi_epi16(p01, p23), vz, vs, out + i + 16);
         }
     }
+    return i;
+}
+
+void dequantize_packed_avx2(const uint8_t* src, size_t n, int bits, int32_t zp, float scale,
+                            float* out) {
+    size_t i;
+    // NOTE: a 32-code group starts at a byte boundary, so the aligned start stays a multiple of 32
+    if (n * 4 >= kStreamBytes && reinterpret_cast<uintptr_t>(out) % 32 == 0) {
+        i = dequantize_packed_loop<true>(src, n, bits, zp, scale, out);
+        _mm_sfence();
+    } else {
+        i = dequantize_packed_loop<false>(src, n, bits, zp, scale, out);
+    }
     if (i < n) dequantize_packed_via(kCodecGeneric.dequantize, src + i * bits / 8, n - i, bits, zp, scale, out + i);
+}
+
+bool minmax_lanes_avx2(const float* x, size_t n, float* lo, float* hi) {
+    __m256 bad = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 a = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(lo + i, _mm256_min_ps(a, _mm256_loadu_ps(lo + i)));
+        _mm256_storeu_ps(hi + i, _mm256_max_ps(a, _mm256_loadu_ps(hi + i)));
+        bad = _mm256_or_ps(bad, _mm256_sub_ps(a, a));
+    }
+    const bool finite = _mm256_testz_si256(_mm256_castps_si256(bad), _mm256_castps_si256(bad));
+    return kCodecGeneric.minmax_lanes(x + i, n - i, lo + i, hi + i) && finite;
+}
+
+inline __m256i quant_lanes8(const float* x, const float* inv, const uint8_t* zp, __m256i qmax) {
+    const __m256i z = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zp)));
+    const __m256 lo = _mm256_xor_ps(_mm256_cvtepi32_ps(z), _mm256_set1_ps(-0.0f));  // -zp exactly
+    const __m256 hi = _mm256_cvtepi32_ps(_mm256_sub_epi32(qmax, z));
+    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(inv));
+    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);  // max(NaN, lo) = lo
+    return _mm256_add_epi32(_mm256_cvtps_epi32(v), z);
+}
+
+void quantize_lanes_avx2(const float* x, size_t n, const float* inv, const uint8_t* zp, int qmax,
+                         uint8_t* codes) {
+    const __m256i q = _mm256_set1_epi32(qmax), perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i a = quant_lanes8(x + i, inv + i, zp + i, q), b = quant_lanes8(x + i + 8, inv + i + 8, zp + i + 8, q);
+        __m256i c = quant_lanes8(x + i + 16, inv + i + 16, zp + i + 16, q);
+        __m256i d = quant_lanes8(x + i + 24, inv + i + 24, zp + i + 24, q);
+        __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes + i), _mm256_permutevar8x32_epi32(bytes, perm));
+    }
+    kCodecGeneric.quantize_lanes(x + i, n - i, inv + i, zp + i, qmax, codes + i);
+}
+
+void dequantize_lanes_avx2(const uint8_t* codes, size_t n, const uint8_t* zp, const uint8_t* scale,
+                           float* out) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i)));
+        const __m256i z = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zp + i)));
+        const __m256 s = _mm256_loadu_ps(reinterpret_cast<const float*>(scale + 4 * i));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(c, z)), s));
+    }
+    kCodecGeneric.dequantize_lanes(codes + i, n - i, zp + i, scale + 4 * i, out + i);
 }
 
 void f32_to_f16_avx2(const float* x, size_t n, uint8_t* out) {
@@ -182,6 +279,7 @@ void bf16_to_f32_avx2(const uint8_t* in, size_t n, float* out) {
 
 extern const CodecOps kCodecAVX2 = {minmax_avx2,     quantize_avx2,   dequantize_avx2, quantize_packed_avx2, dequantize_packed_avx2,
                                     f32_to_f16_avx2, f16_to_f32_avx2, f32_to_bf16_avx2,
-                                    bf16_to_f32_avx2};
+                                    bf16_to_f32_avx2, minmax_lanes_avx2, quantize_lanes_avx2,
+                                    dequantize_lanes_avx2};
 
 }  // namespace edgeinf

@@ -7,21 +7,25 @@
 namespace edgeinf {
 namespace {
 
-void minmax_sse41(const float* x, size_t n, float* lo, float* hi) {
+bool minmax_sse41(const float* x, size_t n, float* lo, float* hi) {
     size_t i = 0;
+    bool finite = true;
     if (n >= 16) {
         __m128 l0 = _mm_set1_ps(*lo), l1 = l0, h0 = _mm_set1_ps(*hi), h1 = h0;
+        __m128 bad = _mm_setzero_ps();  // x - x: +0 when finite, NaN for NaN and +-inf
         for (; i + 8 <= n; i += 8) {
             __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(x + i + 4);
             l0 = _mm_min_ps(a, l0), h0 = _mm_max_ps(a, h0);  // NaN in a keeps the acc
             l1 = _mm_min_ps(b, l1), h1 = _mm_max_ps(b, h1);
+            bad = _mm_or_ps(bad, _mm_or_ps(_mm_sub_ps(a, a), _mm_sub_ps(b, b)));
         }
+        finite = _mm_testz_si128(_mm_castps_si128(bad), _mm_castps_si128(bad));
         __m128 l = _mm_min_ps(l0, l1), h = _mm_max_ps(h0, h1);
         l = _mm_min_ps(l, _mm_movehl_ps(l, l)), h = _mm_max_ps(h, _mm_movehl_ps(h, h));
         *lo = _mm_cvtss_f32(_mm_min_ss(l, _mm_shuffle_ps(l, l, 1)));
         *hi = _mm_cvtss_f32(_mm_max_ss(h, _mm_shuffle_ps(h, h, 1)));
     }
-    kCodecGeneric.minmax(x + i, n - i, lo, hi);
+    return kCodecGeneric.minmax(x + i, n - i, lo, hi) && finite;
 }
 
 inline __m128i quant4(const float* x, __m128 inv, __m128 lo, __m128 hi, __m128i zp) {
@@ -85,6 +89,15 @@ void bf16_to_f32_sse41(const uint8_t* in, size_t n, float* out) {
 void f32_to_f16_sse41(const float* x, size_t n, uint8_t* out) { kCodecGeneric.f32_to_f16(x, n, out); }
 void f16_to_f32_sse41(const uint8_t* in, size_t n, float* out) { kCodecGeneric.f16_to_f32(in, n, out); }
 
+// NOTE: channel-last lanes run the generic loops on SSE4.1-only CPUs (few left).
+bool minmax_lanes_sse41(const float* x, size_t n, float* lo, float* hi) { return kCodecGeneric.minmax_lanes(x, n, lo, hi); }
+void quantize_lanes_sse41(const float* x, size_t n, const float* inv, const uint8_t* zp, int qmax, uint8_t* codes) {
+    kCodecGeneric.quantize_lanes(x, n, inv, zp, qmax, codes);
+}
+void dequantize_lanes_sse41(const uint8_t* codes, size_t n, const uint8_t* zp, const uint8_t* scale, float* out) {
+    kCodecGeneric.dequantize_lanes(codes, n, zp, scale, out);
+}
+
 void quantize_packed_sse41(const float* x, size_t n, int bits, float inv, float lo, float hi,
                          int32_t zp, uint8_t* dst) {
     quantize_packed_via(quantize_sse41, x, n, bits, inv, lo, hi, zp, dst);
@@ -97,6 +110,7 @@ void dequantize_packed_sse41(const uint8_t* src, size_t n, int bits, int32_t zp,
 
 extern const CodecOps kCodecSSE41 = {minmax_sse41,      quantize_sse41,    dequantize_sse41, quantize_packed_sse41, dequantize_packed_sse41,
                                      f32_to_f16_sse41,  f16_to_f32_sse41,  f32_to_bf16_sse41,
-                                     bf16_to_f32_sse41};
+                                     bf16_to_f32_sse41, minmax_lanes_sse41, quantize_lanes_sse41,
+                                     dequantize_lanes_sse41};
 
 }  // namespace edgeinf

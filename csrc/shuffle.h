@@ -1,0 +1,27 @@
+// Byte shuffle: the bytes of n elements of `size` bytes (2 or 4) regrouped into size planes,
+// plane b holding byte b of every element (blosc's "shuffle"). Floats' sign/exponent bytes
+// then sit together, where a lossless stage finds their redundancy; mantissa planes that
+// stay random are stored as they are (see docs/codec.md, "shuf" stages).
+// Plain functions over pointers and sizes; no allocation, no Python.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "cpu.h"
+
+namespace edgeinf {
+
+struct ShuffleOps {
+    // out[b * n + i] = in[i * size + b]
+    void (*shuffle)(const uint8_t* in, size_t n, int size, uint8_t* out);
+    // out[i * size + b] = in[b * n + i]
+    void (*unshuffle)(const uint8_t* in, size_t n, int size, uint8_t* out);
+};
+extern const ShuffleOps kShuffleGeneric;
+const ShuffleOps& shuffle_ops(Isa isa);
+
+// Element ranges [i0, n) for the SIMD tails (shared by every ISA table).
+void shuffle_tail(const uint8_t* in, size_t i0, size_t n, int size, uint8_t* out);
+void unshuffle_tail(const uint8_t* in, size_t i0, size_t n, int size, uint8_t* out);
+
+}  // namespace edgeinf
