@@ -54,7 +54,8 @@ def _claim(pkg, w: PackageWriter, sec: dict, name: str, replace: bool) -> None:
     if name not in _names(pkg):
         return
     if not replace:
-        raise ConfigError(f"package {pkg.name!r} already has a variant {name!r}; choose another name or replace it (--replace, replace=True)")
+        raise ConfigError(f"package {pkg.name!r} already has a variant {name!r}; choose another name "
+                          "or replace it (--replace, replace=True)")
     if any(wd.get("id") == name for wd in sec.get("widths", [])):
         raise ConfigError(f"{name!r} is a built-in width of this package; it cannot be replaced")
     old = {e["file"] for e in sec.get("models", []) if e["name"] == name}
@@ -142,7 +143,8 @@ def add_exits(pkg_dir: PathLike, name: str, stages: Sequence[PathLike], logits: 
     Stage 0 takes the model's inputs; each later stage takes, by name, outputs of earlier
     stages (features) or model inputs; every stage returns all the model's outputs (its exit's
     answer). ``logits`` names the (N, C) output whose confidence decides (default: the first).
-    Thresholds come from :func:`~edgeinf.dynamic.recalibrate.calibrate_variants`; until then only forced exits and ``exit=None``.
+    Thresholds come from :func:`~edgeinf.dynamic.recalibrate.calibrate_variants`; until then
+    the variant offers forced exits and ``exit=None`` only.
     """
     if not 2 <= len(stages) <= MAX_STAGES:
         raise ConfigError(f"staged exits need 2 to {MAX_STAGES} stage graphs; got {len(stages)}")
@@ -186,7 +188,8 @@ def add_branch(pkg_dir: PathLike, small: str, big: str, measure: str = "range", 
     cfg = B.BranchConfig(**config)
     same = [b for b in sec.get("branches", []) if (b["small"], b["big"]) == (small, big)]
     if same and not replace:
-        raise ConfigError(f"package already has branch pair ({small}, {big}); replace it (--replace, replace=True) to change its config")
+        raise ConfigError(f"package already has branch pair ({small}, {big}); replace it "
+                          "(--replace, replace=True) to change its config")
     sec["branches"] = [b for b in sec.get("branches", []) if b not in same]
     entry = {"small": small, "big": big, "measure": measure, "config": asdict(cfg)}
     sec["branches"].append(entry)
