@@ -63,6 +63,10 @@ class Cut:
     tail: FileRef
     extra: dict = field(default_factory=dict)  # profile, codecs, fidelity... (grows)
 
+    def channel_axes(self) -> Dict[str, int]:
+        """Channel axis per crossing tensor recorded at split time (NHWC: -1, NCHW: 1)."""
+        return {str(k): int(v) for k, v in self.extra.get("channel_axis", {}).items()}
+
     def to_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "tensors": [t.to_dict() for t in self.tensors],
                 "bytes": self.bytes, "head": self.head.to_dict(), "tail": self.tail.to_dict(), **self.extra}

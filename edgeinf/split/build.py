@@ -77,7 +77,8 @@ def build_package(model: Union[str, Path, SplitModel], out_dir: Union[str, Path]
         head, tail = m.extract(cut)
         r = checks[cut.id]
         extra = {"position": cut.position, "macs": macs.get(cut.id),
-                 "verify": {k: r[k] for k in ("max_abs_err", "max_rel_err", "ok")}}
+                 "verify": {k: r[k] for k in ("max_abs_err", "max_rel_err", "ok")},
+                 "channel_axis": _channel_axes(m.format, m.crossing_specs(cut))}
         if prof is not None:
             extra["profile"] = next(c for c in prof["cuts"] if c["id"] == cut.id)
         w.add_cut(cut.id, cut.name, m.crossing_specs(cut), m.crossing_bytes(cut), head, tail,
@@ -88,3 +89,11 @@ def build_package(model: Union[str, Path, SplitModel], out_dir: Union[str, Path]
     if prof is not None:
         w.manifest["profile"] = {k: v for k, v in prof.items() if k != "cuts"}
     return w.save()
+
+
+def _channel_axes(fmt: str, specs) -> dict:
+    """Channel axis per crossing tensor, for ``-pc`` codecs: TFLite activations are NHWC
+    (last axis), ONNX conv activations NC... (axis 1); other ONNX ranks get the codec default."""
+    if fmt == "tflite":
+        return {s.name: -1 for s in specs if len(s.shape) >= 1}
+    return {s.name: 1 for s in specs if len(s.shape) in (3, 4, 5)}
