@@ -75,11 +75,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as e:  # NOTE: every failure is one line; -v re-raises for the traceback
         if args.verbose:
             raise
-        return _fail(args.command, e)
+        return _fail(_chosen(ap, args).prog, e)
 
 
-def _fail(command: str, e: Exception) -> int:
-    """Print ``e`` as the command's one-line error and return the exit code."""
+def _fail(prog: str, e: Exception) -> int:
+    """Print ``e`` as the one-line error of command ``prog`` and return the exit code."""
     hint = missing_extra(e) if isinstance(e, ImportError) else None
     if hint:
         msg = hint
@@ -87,5 +87,5 @@ def _fail(command: str, e: Exception) -> int:
         msg = str(e)
     else:  # a failure nothing here anticipated: still one line, but say what it was
         msg = f"unexpected {type(e).__name__}: {e} (rerun with -v for the traceback)"
-    print(f"edgeinf {command}: error: {' '.join(msg.split())}", file=sys.stderr)
+    print(f"{prog}: error: {' '.join(msg.split())}", file=sys.stderr)
     return 1
