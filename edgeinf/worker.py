@@ -251,8 +251,9 @@ class Worker:
             log.warning("worker I/O loop stalled %.2f s; waiting requests are charged for it", gap)
 
     def _read_batch(self) -> None:
-        """Up to 64 messages (so replies are not starved); CANCELs first, so a request and
-        its cancellation read in one batch never start."""
+        """Up to 64 messages (so replies are not starved). The batch's CANCELs are known
+        before any of its INFERs is admitted: a request and its cancellation that waited in
+        the socket together never start."""
         batch = []
         for _ in range(64):
             try:

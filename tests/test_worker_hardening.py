@@ -17,9 +17,9 @@ from edgeinf.transport.protocol import ErrorCode, Kind
 X = np.linspace(0, 1, 16, dtype=np.float32)[None]
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
     with open(f"/proc/{pid}/status") as f:
-        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS")) / 1024
+        return next(int(ln.split()[1]) for ln in f if ln.startswith(field)) / 1024
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +121,21 @@ def test_81_frames_of_4_mib_cost_no_memory_and_only_that_connection(fast_worker)
         time.sleep(1.0)
     grown = rss_mb(w.proc.pid) - before
     assert grown < 50, f"RSS grew {grown:.0f} MB"  # buffered whole, it was +330 MB per message
+    assert_serving(w, w.pkg)
+
+
+def test_zmtp_frames_claiming_200_mib_reserve_nothing(fast_worker):
+    from edgeinf.bench.hardening import zmtp_claim
+
+    w = fast_worker
+    host, port = w.endpoint.rsplit("/", 1)[1].rsplit(":", 1)
+    before = rss_mb(w.proc.pid, "VmSize")
+    socks = [zmtp_claim(host, int(port), 200 * 2**20) for _ in range(10)]
+    time.sleep(0.5)
+    grown = rss_mb(w.proc.pid, "VmSize") - before
+    for s in socks:
+        s.close()
+    assert grown < 100, f"address space grew {grown:.0f} MB"  # without the frame cap: 200 MiB per connection
     assert_serving(w, w.pkg)
 
 
