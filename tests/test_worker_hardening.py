@@ -335,3 +335,38 @@ def test_client_that_times_out_cancels_its_queued_request(slow_dir):
                 time.sleep(0.05)
         # the CANCEL reached the worker while #2 was queued: dropped unexecuted, never run late
         assert stats["executed"] == 1 and stats["cancelled"] == 1, stats
+
+
+def test_throwaway_connections_of_one_curve_key_share_its_budget(slow_dir, tmp_path):
+    import zmq
+
+    from edgeinf.transport import security
+
+    pkg = open_package(slow_dir)
+    server_pub, server_sec = security.generate_keys(tmp_path / "server", "server")
+    allow = tmp_path / "allow"
+    _, client_sec = security.generate_keys(allow, "client")
+    specs, frames = protocol.pack_raw({"x": np.zeros((1, 768), np.float32)})
+    with testing.worker(slow_dir, "--workers", "1", "--queue", "8", "--per-client", "2", "--threads", "1",
+                        "--curve-secret", str(server_sec), "--allow", str(allow)) as w:
+        socks = []
+        try:
+            for i in range(10):  # ten identities, one key
+                s = zmq.Context.instance().socket(zmq.DEALER)
+                s.linger = 0
+                security.apply_client_curve(s, server_pub, client_sec)
+                s.connect(w.endpoint)
+                socks.append(s)
+            for i, s in enumerate(socks):
+                meta = {"id": 1, "budget_ms": 60000, "pkg": pkg.hash, "client": f"c{i}", "tensors": specs}
+                s.send_multipart(protocol.encode(Kind.INFER, meta, frames))
+            kinds = []
+            for s in socks:
+                assert s.poll(20000)
+                m = protocol.decode(s.recv_multipart())
+                kinds.append((m.kind, m.meta.get("reason")))
+        finally:
+            for s in socks:
+                s.close(linger=0)
+    # the key's budget is 2 in flight however many connections it opens
+    assert kinds.count((Kind.BUSY, "client limit")) == 8 and [k for k, _ in kinds].count(Kind.RESULT) == 2, kinds
