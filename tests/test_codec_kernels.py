@@ -1,0 +1,152 @@
+"""Every kernel path (SSE4.1, AVX2, AVX-512 where this CPU runs it, generic, forced generic
+in a subprocess) through the public codec API against the numpy reference; channel-last
+per-channel; the shuffle stage; NaN/inf refused; shuffled buffers fuzzed."""
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgeinf import codec
+from edgeinf._native import kernels
+from edgeinf.errors import CodecError
+
+ISAS = kernels.build_info()["isas"]
+INT = [n for n in codec.CODECS if n.startswith("int") and "+" not in n]
+SHUF = [n for n in codec.CODECS if "+shuf+" in n]
+# NHWC activations (odd channel counts start packed rows mid-byte), NCHW, 1-D
+CASES = [((1, 7, 5, 40), -1), ((1, 3, 3, 1100), -1), ((2, 4, 3, 17), -1), ((1, 9, 6, 5), 1), ((33,), 0)]
+
+
+@pytest.fixture
+def isa(request):
+    prev = kernels.set_default_isa(request.param)
+    yield request.param
+    kernels.set_default_isa(prev)
+
+
+def _x(shape, seed=0):
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * 2
+    return np.maximum(x, 0) - 0.1 * x  # activation-like, skewed
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+def test_every_path_matches_the_reference_channel_last_included(isa):
+    for shape, axis in CASES:
+        x = _x(shape)
+        for name in INT + ["fp16", "bf16"]:
+            buf = codec.encode(x, name, axis=axis)
+            assert buf == codec.reference_encode(x, name, axis=axis), (isa, name, shape)
+            np.testing.assert_array_equal(codec.decode(buf), codec.reference_decode(buf))
+            out = np.empty_like(x)
+            assert codec.decode(buf, out=out) is out and np.array_equal(out, codec.reference_decode(buf))
+
+
+def _digest(specs) -> str:
+    h = hashlib.sha256()
+    for shape, axis in specs:
+        x = _x(tuple(shape))
+        for name in INT + SHUF:
+            buf = codec.encode(x, name, axis=axis)
+            h.update(buf)
+            h.update(codec.decode(buf).tobytes())
+    return h.hexdigest()
+
+
+def test_forced_generic_subprocess_gives_identical_bytes():
+    code = ("import json, sys; from tests.test_codec_kernels import _digest; "
+            "from edgeinf import _native; print(_native.build_info()['isa'], _digest(json.loads(sys.argv[1])))")
+    env = {**os.environ, "EDGEINF_FORCE_GENERIC": "1"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(CASES)], env=env, cwd=root, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    assert out == ["generic", _digest(CASES)]
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+@pytest.mark.parametrize("name", INT)
+def test_non_finite_values_are_refused_not_zeroed(isa, name):
+    for shape, axis in [((1, 6, 5, 24), -1), ((1, 24, 6, 5), 1), ((100,), 0)]:
+        for bad in (np.nan, np.inf, -np.inf):
+            x = _x(shape)
+            x.reshape(-1)[x.size // 3] = bad
+            with pytest.raises(CodecError, match="finite"):
+                codec.encode(x, name, axis=axis)
+            with pytest.raises(CodecError, match="finite"):
+                codec.reference_encode(x, name, axis=axis)
+    big = _x((1, 40, 40, 64))
+    big[0, -1, -1, -1] = np.nan  # in the last SIMD tail
+    with pytest.raises(CodecError, match="1 NaN"):
+        codec.encode(big, name, axis=-1)
+
+
+@pytest.mark.parametrize("isa", ISAS, indirect=True)
+def test_shuffle_stage_round_trips_and_shrinks_real_like_floats(isa):
+    for shape, _ in CASES + [((0, 4), 0), ((), 0)]:
+        for dt in (np.float32, np.float16):
+            x = _x(shape).astype(dt)
+            for name in SHUF:
+                buf = codec.encode(x, name)
+                assert codec.header_info(buf).shuffle
+                np.testing.assert_array_equal(codec.decode(buf), codec.decode(codec.encode(x, name.split("+")[0])))
+    x = _x((1, 28, 28, 40))
+    for base in ("raw", "fp16"):
+        for stage in ("lz4", "zstd"):
+            assert len(codec.encode(x, f"{base}+shuf+{stage}")) < len(codec.encode(x, f"{base}+{stage}"))
+
+
+def test_shuffle_kernel_is_a_byte_transpose_on_every_path():
+    data = np.random.default_rng(3).integers(0, 256, 4 * 1031, np.uint8).tobytes()
+    for isa in ISAS:
+        for size in (2, 4):
+            planes = kernels.shuffle(data, size, False, isa)
+            assert planes == np.frombuffer(data, np.uint8).reshape(-1, size).T.tobytes()
+            assert kernels.shuffle(planes, size, True, isa) == data
+    with pytest.raises(ValueError, match="element size"):
+        kernels.shuffle(data[:5], 4)
+
+
+def _shuffled():
+    return bytearray(codec.encode(_x((3, 5, 16)), "raw+shuf+lz4"))
+
+
+def test_malformed_shuffled_buffers_raise_codec_error():
+    good = _shuffled()
+    h = codec.header_info(bytes(good))
+    hl = h.header_len
+    cases = {
+        "plane length over the plane": lambda b: struct.pack_into("<I", b, hl, h.raw_len),
+        "lengths do not sum": lambda b: struct.pack_into("<I", b, hl + 4, 1),
+        "shuffle flag on int8": lambda b: struct.pack_into("B", b, 5, 3),
+        "shuffle flag without a stage": lambda b: struct.pack_into("B", b, 6, 8),
+        "table truncated": lambda b: struct.pack_into("<Q", b, 24, 3),
+    }
+    for why, mutate in cases.items():
+        b = bytearray(good)
+        mutate(b)
+        if why == "table truncated":
+            b = b[:hl + 3]
+        with pytest.raises(CodecError):
+            codec.decode(bytes(b))
+    for cut in range(hl, len(good)):
+        with pytest.raises(CodecError):
+            codec.decode(bytes(good[:cut]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10_000), st.binary(min_size=1, max_size=8), st.sampled_from(SHUF))
+def test_hypothesis_mutated_shuffled_buffers_never_crash(pos, junk, name):
+    good = bytearray(codec.encode(_x((2, 3, 8)).astype(np.float16 if "fp16" in name else np.float32), name))
+    p = pos % len(good)
+    good[p:p + len(junk)] = junk
+    try:
+        y = codec.decode(bytes(good), limits=codec.Limits(max_elements=1 << 12))
+        assert y.size <= 1 << 12
+    except CodecError:
+        pass
