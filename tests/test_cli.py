@@ -19,6 +19,7 @@ def test_info_json_lists_backends_kernels_device():
     assert {"backends", "kernels", "device"} <= set(info)
     assert "onnxruntime" in info["backends"] and "litert" in info["backends"]
     assert info["kernels"]["isa"] and "-O3" in info["kernels"]["flags"]
+    assert "raspberry-pi-4" in info["device_profiles"]["names"]
 
 
 def test_info_text():

@@ -85,3 +85,4 @@ def test_unpacked_wheel_finds_its_profiles_outside_the_checkout(dist, tmp_path):
     assert got["isa"]
     info = json.loads(_run([sys.executable, "-m", "edgeinf", "info", "--json"], tmp_path, env=env).stdout)
     assert info["kernels"]["isa"] == got["isa"]
+    assert info["device_profiles"]["dirs"][-1].startswith(str(site))

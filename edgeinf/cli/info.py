@@ -12,6 +12,7 @@ def register(sub) -> None:
 
 def collect() -> dict:
     from .. import _native, backends, config, device
+    from ..split import devices
 
     avail = backends.available()
     return {
@@ -20,6 +21,8 @@ def collect() -> dict:
         "backends_missing": {k: backends._REGISTRY[k][3] for k, v in avail.items() if not v},
         "kernels": _native.build_info(),
         "device": device.describe(),
+        # where --device names are looked up: shows a wheel install finds its package data
+        "device_profiles": {"names": devices.names(), "dirs": [str(d) for d in devices.search_path()]},
         "env": {k: config.get(k) for k in config.ENV},
     }
 
@@ -47,4 +50,6 @@ def run(args) -> int:
           f"cpu {d['cpu_percent']}%, load {d['loadavg']}")
     print(f"  temperature: {d['temperature_c'] if d['temperature_c'] is not None else 'n/a'}; "
           f"throttling: {d['throttling'] or 'n/a'}")
+    prof = info["device_profiles"]
+    print(f"device profiles: {', '.join(prof['names']) or 'none'} (in {', '.join(prof['dirs'])})")
     return 0
