@@ -34,6 +34,7 @@ OPTIONAL = {
     "skimage": ("scikit-image", "demo"),
     "sklearn": ("scikit-learn", "demo"),
     "matplotlib": ("matplotlib", "demo"),
+    "blosc2": ("blosc2", "demo"),
     "torch": ("torch", "train"),
     "llama_cpp": ("llama-cpp-python", "llm"),
 }

@@ -27,7 +27,9 @@ def run(args) -> int:
     from .. import load, zoo
 
     if args.repeat < 1:
-        raise InputError("--repeat must be >= 1")
+        raise InputError(f"--repeat must be >= 1; got {args.repeat}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be >= 1 (omit it for the engine's default); got {args.threads}")
     if args.input is not None and not args.input.is_file():
         raise InputError(f"--input {args.input}: no such file (expected a .npy holding the model's input)")
     model = load(zoo.resolve(args.model), threads=args.threads)
