@@ -84,14 +84,42 @@ def decoder(name: str) -> Optional[Callable]:
     return None if name == "raw" else codec.decode
 
 
-def pack(arrays: Mapping[str, np.ndarray], codec_name: str = "raw") -> Tuple[List[dict], list]:
-    """(tensor specs, frames) for ``arrays`` encoded with ``codec_name``."""
+def pack(arrays: Mapping[str, np.ndarray], codec_name: str = "raw",
+         axes: Optional[Mapping[str, int]] = None) -> Tuple[List[dict], list]:
+    """(tensor specs, frames) for ``arrays`` encoded with ``codec_name``.
+
+    Parameters
+    ----------
+    arrays : tensors by name, sent in this order.
+    codec_name : the message's codec (pass the same name to ``Client.submit``).
+    axes : channel axis per tensor name for per-channel (``-pc``) codecs, e.g.
+        ``Cut.channel_axes()`` (NHWC: -1, NCHW: 1); a tensor without one gets the codec's default.
+
+    Integer and bool tensors (shapes, indices, masks) never go through the codec, lossy or
+    not: they cross raw, and their spec says so (``"codec": "raw"``), which
+    ``protocol.decode`` honours per tensor (``docs/protocol.md``).
+    """
     specs, frames = protocol.pack_raw(arrays)
     _check(codec_name)
     if codec_name == "raw":
         return specs, frames
-    return specs, [codec.encode(np.asarray(a), codec_name) for a in frames]
+    axes = axes or {}
+    unknown = set(axes) - {s["name"] for s in specs}
+    if unknown:
+        raise ConfigError(f"axes names tensors not sent: {sorted(unknown)}; sent: {[s['name'] for s in specs]}")
+    out = []
+    for spec, a in zip(specs, frames):
+        if a.dtype.kind in "biu":  # NOTE: a shape or an index off by one is not "within tolerance"
+            spec["codec"] = "raw"
+            out.append(a)
+        else:
+            out.append(codec.encode(a, codec_name, axis=axes.get(spec["name"])))
+    return specs, out
 
 
 def unpack(msg: protocol.Message, limits: protocol.Limits = protocol.DEFAULT_LIMITS) -> Dict[str, np.ndarray]:
-    return msg.arrays(decoder(msg.codec), limits)
+    """Arrays of a decoded message, each tensor through its own codec (``Message.codecs``)."""
+    fn = None
+    for name in set(msg.codecs) if msg.codecs else (msg.codec,):
+        fn = decoder(name) or fn  # CodecError for any codec unknown here
+    return msg.arrays(fn, limits)

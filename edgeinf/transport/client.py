@@ -272,18 +272,24 @@ class Client:
                 frames = e.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            e.last_recv, e.hb_since = time.monotonic(), None
-            try:
-                msg = protocol.decode(frames, self.limits)
-            except ProtocolError as err:
-                log.warning("malformed reply from %s dropped: %s", e.url, err)
-                continue
-            if isinstance(msg.meta.get("load"), dict):
-                e.load = msg.meta["load"]
-            if msg.kind in (Kind.HEARTBEAT, Kind.HELLO, Kind.LOAD):
-                self._ready.set()
-                continue
-            self._on_answer(e, msg, sum(f.buffer.nbytes for f in frames))
+            self._on_reply(e, frames)
+            # NOTE: asking EVENTS costs half of the zmq.Again that one more recv would raise
+            if not e.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return
+
+    def _on_reply(self, e: _Endpoint, frames: list) -> None:
+        e.last_recv, e.hb_since = time.monotonic(), None
+        try:
+            msg = protocol.decode(frames, self.limits)
+        except ProtocolError as err:
+            log.warning("malformed reply from %s dropped: %s", e.url, err)
+            return
+        if isinstance(msg.meta.get("load"), dict):
+            e.load = msg.meta["load"]
+        if msg.kind in (Kind.HEARTBEAT, Kind.HELLO, Kind.LOAD):
+            self._ready.set()
+            return
+        self._on_answer(e, msg, sum(len(f) for f in frames))
 
     def _on_answer(self, e: _Endpoint, msg: protocol.Message, nbytes: int) -> None:
         req = self._pending.get(msg.id) if msg.id is not None else None
