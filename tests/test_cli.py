@@ -129,3 +129,17 @@ def test_models_json_paths_match_the_zoo():
     assert {r["name"] for r in rows} == set(zoo.names())
     assert all(r["path"] == str(zoo.location(r["name"])) for r in rows)
     assert next(r for r in rows if r["name"] == "ppocr_det")["path"].endswith(".onnx")
+
+
+def test_a_command_that_cannot_load_fails_alone_in_one_line(tmp_path):
+    # a command module importing an optional package at the top, on an install without it
+    (tmp_path / "needs_skimage.py").write_text("import skimage\n\ndef register(sub):\n    pass\n")
+    code = ("import sys; sys.modules['skimage'] = None; import edgeinf.cli as c; "
+            f"c.__path__.append({str(tmp_path)!r}); "
+            "sys.exit(c.main(sys.argv[1:]))")
+    broken = subprocess.run([sys.executable, "-c", code, "needs_skimage", "x", "--y"], capture_output=True,
+                            text=True, timeout=120)
+    assert 'pip install "edgeinf[demo]"' in _one_line_error(broken)
+    other = subprocess.run([sys.executable, "-c", code, "info", "--json"], capture_output=True, text=True,
+                           timeout=120)
+    assert other.returncode == 0 and json.loads(other.stdout)["kernels"], other.stderr

@@ -33,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
         # NOTE: unknown options are reported by the innermost command that was chosen,
         # not by the top-level parser (whose usage would not mention them)
         ns, extra = self.parse_known_args(args, namespace)
-        if extra:
+        if extra and not getattr(ns, "_unavailable", False):
             _chosen(self, ns).error(f"unrecognized arguments: {' '.join(extra)}")
         return ns
 
@@ -53,8 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; show tracebacks")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
-        importlib.import_module(f"{__name__}.{mod}").register(sub)
+        try:
+            importlib.import_module(f"{__name__}.{mod}").register(sub)
+        except Exception as e:  # NOTE: one broken command (say, an optional import) must not take the others down
+            _unavailable(sub, mod, e)
     return ap
+
+
+def _unavailable(sub, name: str, err: Exception) -> None:
+    """A stand-in for command ``name`` whose module failed to load: running it reports ``err``."""
+    def fail(args):
+        raise err
+
+    p = sub.add_parser(name, help=f"(unavailable: {type(err).__name__}: {err})", add_help=False)
+    p.set_defaults(func=fail, _unavailable=True)  # any arguments: the error is the module's
 
 
 def main(argv: Optional[List[str]] = None) -> int:
