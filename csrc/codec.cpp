@@ -100,41 +100,81 @@ void quant_run(const CodecOps& ops, const float* x, size_t n, uint64_t e0, const
     if (i < n) ops.quantize_packed(x + i, n - i, bits, p.inv, p.lo, p.hi, p.zp, payload + (e0 + i) / per);
 }
 
-// Channel-last per-channel (inner == 1, e.g. NHWC with axis=-1): each row of ch values is
-// one vector of lanes with per-lane parameters, not ch runs of one element.
+// Channel-last per-channel (inner == 1, e.g. NHWC with axis=-1): rows of ch values whose
+// lane i has its own parameters. Narrow rows (ch < kPackChunk) go R at a time against
+// parameter vectors tiled R times, so the SIMD loops see ~1024 lanes, not ch plus a tail.
+struct Tile {
+    uint64_t rows_per, lanes;  // rows per call, lanes per full call
+};
+Tile tile_of(uint64_t ch) {
+    const uint64_t r = ch && ch < kPackChunk ? kPackChunk / ch : 1;
+    return {r, r * ch};
+}
+
 bool minmax_rows(const CodecOps& ops, const float* x, uint64_t rows, uint64_t ch, float* lo, float* hi) {
+    const Tile t = tile_of(ch);
+    if (t.rows_per == 1) {
+        bool finite = true;
+        for (uint64_t r = 0; r < rows; ++r) finite &= ops.minmax_lanes(x + r * ch, ch, lo, hi);
+        return finite;
+    }
+    float tlo[kPackChunk], thi[kPackChunk];
+    for (uint64_t i = 0; i < t.lanes; ++i) tlo[i] = std::numeric_limits<float>::infinity(), thi[i] = -tlo[i];
     bool finite = true;
-    for (uint64_t r = 0; r < rows; ++r) finite &= ops.minmax_lanes(x + r * ch, ch, lo, hi);
+    for (uint64_t r = 0; r < rows; r += t.rows_per) {
+        const uint64_t m = (rows - r < t.rows_per ? rows - r : t.rows_per) * ch;
+        finite &= ops.minmax_lanes(x + r * ch, m, tlo, thi);
+    }
+    // NOTE: the tiles hold no NaN; only which signed zero wins can differ, and make_params
+    // treats -0 and +0 alike
+    for (uint64_t j = 0; j < t.rows_per; ++j)
+        for (uint64_t k = 0; k < ch; ++k) {
+            lo[k] = tlo[j * ch + k] < lo[k] ? tlo[j * ch + k] : lo[k];
+            hi[k] = thi[j * ch + k] > hi[k] ? thi[j * ch + k] : hi[k];
+        }
     return finite;
 }
 
 void quant_rows(const CodecOps& ops, const float* x, uint64_t rows, uint64_t ch, const float* inv,
                 const uint8_t* zps, int bits, uint8_t* payload) {
-    uint8_t codes[kPackChunk];
+    uint8_t codes[kPackChunk], tzp[kPackChunk];
+    float tinv[kPackChunk];
     const int qmax = (1 << bits) - 1;
-    for (uint64_t r = 0; r < rows; ++r)
-        for (uint64_t j = 0; j < ch; j += kPackChunk) {
-            const size_t m = ch - j < kPackChunk ? ch - j : kPackChunk;
+    const Tile t = tile_of(ch);
+    const uint64_t step = t.rows_per == 1 ? kPackChunk : t.lanes;  // lanes per call
+    if (t.rows_per > 1)
+        for (uint64_t i = 0; i < t.lanes; ++i) tinv[i] = inv[i % ch], tzp[i] = zps[i % ch];
+    const uint64_t row_lanes = t.rows_per == 1 ? ch : rows * ch;  // a "row" of the loop below
+    for (uint64_t r = 0; r < (t.rows_per == 1 ? rows : 1); ++r)
+        for (uint64_t j = 0; j < row_lanes; j += step) {
+            const size_t m = row_lanes - j < step ? row_lanes - j : step;
             const uint64_t e0 = r * ch + j;
+            const float* pi = t.rows_per == 1 ? inv + j : tinv;
+            const uint8_t* pz = t.rows_per == 1 ? zps + j : tzp;
             if (bits == 8) {
-                ops.quantize_lanes(x + e0, m, inv + j, zps + j, qmax, payload + e0);
+                ops.quantize_lanes(x + e0, m, pi, pz, qmax, payload + e0);
                 continue;
             }
-            ops.quantize_lanes(x + e0, m, inv + j, zps + j, qmax, codes);
+            ops.quantize_lanes(x + e0, m, pi, pz, qmax, codes);
             put_codes(codes, m, e0, bits, payload);
         }
 }
 
 void dequant_rows(const CodecOps& ops, const uint8_t* payload, uint64_t rows, uint64_t ch,
                   const uint8_t* scales, const uint8_t* zps, int bits, float* out) {
-    uint8_t codes[kPackChunk];
-    for (uint64_t r = 0; r < rows; ++r)
-        for (uint64_t j = 0; j < ch; j += kPackChunk) {
-            const size_t m = ch - j < kPackChunk ? ch - j : kPackChunk;
+    uint8_t codes[kPackChunk], tzp[kPackChunk], tsc[4 * kPackChunk];
+    const Tile t = tile_of(ch);
+    const uint64_t step = t.rows_per == 1 ? kPackChunk : t.lanes;
+    if (t.rows_per > 1)
+        for (uint64_t i = 0; i < t.lanes; ++i) tzp[i] = zps[i % ch], std::memcpy(tsc + 4 * i, scales + 4 * (i % ch), 4);
+    const uint64_t row_lanes = t.rows_per == 1 ? ch : rows * ch;
+    for (uint64_t r = 0; r < (t.rows_per == 1 ? rows : 1); ++r)
+        for (uint64_t j = 0; j < row_lanes; j += step) {
+            const size_t m = row_lanes - j < step ? row_lanes - j : step;
             const uint64_t e0 = r * ch + j;
             const uint8_t* c = payload + e0;
             if (bits != 8) get_codes(payload, e0, m, bits, codes), c = codes;
-            ops.dequantize_lanes(c, m, zps + j, scales + 4 * j, out + e0);
+            ops.dequantize_lanes(c, m, t.rows_per == 1 ? zps + j : tzp, t.rows_per == 1 ? scales + 4 * j : tsc, out + e0);
         }
 }
 
