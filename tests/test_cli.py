@@ -143,3 +143,13 @@ def test_a_command_that_cannot_load_fails_alone_in_one_line(tmp_path):
     other = subprocess.run([sys.executable, "-c", code, "info", "--json"], capture_output=True, text=True,
                            timeout=120)
     assert other.returncode == 0 and json.loads(other.stdout)["kernels"], other.stderr
+
+
+
+def test_require_fails_before_any_work():
+    from edgeinf.cli._util import require
+
+    require("numpy", "onnx")  # installed: no error
+    with pytest.raises(ModuleNotFoundError) as e:
+        require("numpy", "edgeinf_no_such_module")
+    assert e.value.name == "edgeinf_no_such_module"  # the name missing_extra maps to an extra

@@ -48,3 +48,16 @@ def missing_extra(e: ImportError):
     dist, extra = OPTIONAL[top]
     note = " (the CPU build of torch is enough)" if top == "torch" else ""
     return f'this command needs {dist}, which is not installed: pip install "edgeinf[{extra}]"{note}'
+
+
+def require(*modules: str) -> None:
+    """Fail now, with :func:`missing_extra`'s hint, if an optional module is not installed.
+
+    For commands that would otherwise run for a minute and then fail at the import (a
+    plot at the end of a benchmark): call it first, e.g. ``require("matplotlib")``.
+    """
+    import importlib.util
+
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
