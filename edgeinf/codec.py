@@ -231,7 +231,8 @@ def _deflate(data, stage: str) -> bytes:
 
 
 def _compress(buf: bytes, spec: Spec) -> bytes:
-    hl = header_info(buf).header_len
+    nd, nparams = buf[8], int.from_bytes(buf[12:16], "little")  # our own header: no re-parse
+    hl = -(-(FIXED.size + 8 * nd + 5 * nparams) // 8) * 8
     payload = memoryview(buf)[hl:]
     head = bytearray(buf[:hl])
     head[6] |= STAGES[spec.stage] << 1
@@ -305,6 +306,13 @@ def _decompress(buf, h: Header) -> bytes:
     return _planes(comp, h) if h.shuffle else _inflate(comp, h.stage, h.raw_len)
 
 
+def _tensor_magic(buf) -> bool:
+    try:
+        return bytes(buf[:4]) == MAGIC
+    except (TypeError, ValueError, IndexError):
+        return False
+
+
 def _plain_f32(buf, out) -> bool:
     """A float32 tensor buffer without a lossless stage (checked before the image magic: ~1 us)."""
     try:
@@ -333,7 +341,7 @@ def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = Non
             return kernels.decode(buf, out, lim.max_elements, lim.max_ndim, lim.max_bytes, None)
         except (kernels.FormatError, TypeError, BufferError) as e:
             raise CodecError(f"bad encoded tensor: {e}") from e
-    if _is_image(buf):
+    if not _tensor_magic(buf) and _is_image(buf):
         return _decode_image(buf, out)
     h = header_info(buf, lim)
     if out is not None and (not isinstance(out, np.ndarray) or out.shape != h.shape or out.dtype != h.dtype):

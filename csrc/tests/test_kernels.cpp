@@ -56,7 +56,7 @@ static void known_values() {
     const uint64_t dims[1] = {4};
     uint8_t buf[64];
     const size_t n = encoded_len(Codec::Int8, DType::F32, false, 1, dims, 0);
-    float scratch[2];
+    float scratch[3];  // encode_scratch_floats: 3 per tensor
     CHECK(n == 52, "encoded_len %zu", n);  // 32 + 8 dims + 4 scale + 1 zp -> 48, + 4 codes
     CHECK(encode_tensor(Isa::Generic, x, DType::F32, Codec::Int8, false, 1, dims, 0, buf, n, scratch) == kOk, "encode");
     const uint8_t want[4] = {0, 64, 128, 255};
@@ -70,8 +70,9 @@ static void known_values() {
 
 // Channel-last per-lane kernels against generic, on a row of n lanes (x may hold NaN/inf).
 static void lanes_paths(const CodecOps& g, const CodecOps& s, Isa isa, const std::vector<float>& x, size_t n) {
-    std::vector<float> lo1(n, INFINITY), hi1(n, -INFINITY), lo2 = lo1, hi2 = hi1, inv(n);
-    std::vector<uint8_t> zp(n), sc(4 * n);
+    // NOTE: one spare element each, so n = 0 never hands memcmp a null pointer
+    std::vector<float> lo1(n + 1, INFINITY), hi1(n + 1, -INFINITY), lo2 = lo1, hi2 = hi1, inv(n + 1);
+    std::vector<uint8_t> zp(n + 1), sc(4 * n + 4);
     for (size_t i = 0; i < n; ++i) {
         zp[i] = static_cast<uint8_t>(rng() % 16), inv[i] = 0.5f + static_cast<float>(i % 7);
         const float s_ = 1.0f / inv[i];

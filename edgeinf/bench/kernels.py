@@ -7,7 +7,13 @@ pinned to one CPU, ``cv2.setNumThreads(1)``), median of many interleaved repeats
   float32 activation (1.2 MB), per tensor; ours is the public ``codec.encode``/``decode``;
 - preprocessing: ``cv2.resize`` (INTER_LINEAR) + numpy normalize + transpose of a real
   photograph (the bundled astronaut, upscaled once) 1920x1080 -> 224x224 and 640x480 -> 256x256;
-- confidence: numpy float32 softmax, top-2 and entropy of 64 x 1000 logits.
+- confidence: numpy float32 softmax, top-2 and entropy of 64 x 1000 logits;
+- a real hand_landmark_full activation (see :mod:`.lossless`): per-channel along the last
+  axis (NHWC) against the same tensor as NCHW, and the lossless stages against blosc2 and
+  lz4/zstd on the raw bytes.
+
+``_meta`` names the ISA path that ran (``--isa`` picks another) and the CPU model, so
+figures from different machines can be told apart.
 
 ``gbps`` is GB/s of the kernel's input (for decoders: of the float32 tensor they produce);
 ``copy_fraction`` is ``gbps`` over ``np.copyto`` of that same buffer.
@@ -29,6 +35,7 @@ def register(sub) -> None:
     p = sub.add_parser("kernels", help="native codec, preprocessing and confidence kernels vs numpy/OpenCV")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--repeat", type=int, default=200, help="timed repeats per kernel and baseline")
+    p.add_argument("--isa", default="", help="kernel path to run (default: the best this CPU runs)")
     p.set_defaults(func=run)
 
 
@@ -154,26 +161,61 @@ def _confidence_results(repeat: int) -> dict:
     return {"confidence": _entry(to, tb, z.nbytes, _copy_time(z.nbytes, repeat), "confidence")}
 
 
-def collect(repeat: int = 200) -> dict:
+def cpu_model() -> str:
+    """The CPU model as the kernel reports it (``lscpu``'s "Model name")."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "Model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def collect(repeat: int = 200, isa: str = "") -> dict:
     import cv2
 
     from .. import _native
+    from . import lossless
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as targeted
     cv2.setNumThreads(1)
-    res = {**_codec_results(repeat), **_preprocess_results(repeat), **_confidence_results(repeat)}
-    res["_meta"] = {"isa": _native.build_info()["isa"], "threads": 1, "repeat": repeat,
-                    "tensor": "1x96x56x56 float32", "logits": "64x1000 float32"}
+    prev = _native.kernels.set_default_isa(isa)
+    try:
+        res = {**_codec_results(repeat), **_preprocess_results(repeat), **_confidence_results(repeat)}
+        real = lossless.results(_median_pair, repeat)
+        info = _native.build_info()
+    finally:
+        _native.kernels.set_default_isa(prev)
+    res["_real"] = real
+    res["_meta"] = {"isa": info["isa"], "isas": info["isas"], "cpu": cpu_model(), "threads": 1,
+                    "repeat": repeat, "tensor": "1x96x56x56 float32", "logits": "64x1000 float32",
+                    "real_tensor": real.pop("_tensor")}
     return res
 
 
+def _print_real(real: dict) -> None:
+    for k, e in real.items():
+        if k.startswith("nhwc"):
+            print(f"{k:24s} {e['ms']:9.4f} {e['nchw_ms']:9.4f} {e['ratio_vs_nchw']:7.2f}  (base = same tensor as NCHW, axis=1)")
+    print(f"\nlossless on the real activation: {'codec':28s} {'bytes':>8s} {'enc ms':>8s} {'dec ms':>8s}")
+    for k, e in real["lossless"].items():
+        vs = f"  vs {e['vs']}: {'met' if e['met'] else 'MISSED'}" if "vs" in e else ""
+        print(f"{'':33s} {k:28s} {e['bytes']:8d} {e['encode_ms']:8.4f} {e['decode_ms']:8.4f}{vs}")
+
+
 def run(args) -> int:
-    res = collect(args.repeat)
+    res = collect(args.repeat, args.isa)
     if args.json:
         print(json.dumps(res, indent=1))
         return 0
-    print(f"one core, ISA path {res['_meta']['isa']}; ratio = baseline time / ours")
+    m = res["_meta"]
+    print(f"CPU {m['cpu']}; one core, ISA path {m['isa']} (runs here: {', '.join(m['isas'])}); "
+          "ratio = baseline time / ours")
     print(f"{'kernel':24s} {'ours ms':>9s} {'base ms':>9s} {'ratio':>7s} {'GB/s':>7s} {'copy':>6s}  target")
     for k, e in res.items():
         if k.startswith("_"):
@@ -184,4 +226,5 @@ def run(args) -> int:
         mark = ("met" if e["met"] else "MISSED") if tgt else ""
         print(f"{k:24s} {e['ms']:9.4f} {e['baseline_ms']:9.4f} {e['ratio']:7.2f} {e['gbps']:7.2f} "
               f"{e['copy_fraction']:6.3f}  {tgt} {mark}")
+    _print_real(res["_real"])
     return 0
