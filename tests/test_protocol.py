@@ -169,3 +169,42 @@ def test_codec_frames_are_decoded_into_declared_shape():
 
     with pytest.raises(P.BadTensor, match="decoded to float32"):
         msg.arrays(wrong)
+
+
+def test_tensor_codec_overrides_the_message_codec_per_tensor():
+    ids, x = np.array([2**62 + 1, -5], np.int64), np.arange(4, dtype=np.float32)
+    specs = [{"name": "ids", "dtype": "int64", "shape": [2], "codec": "raw"},
+             {"name": "x", "dtype": "float32", "shape": [4]}]
+    frames = _bytes(P.encode(Kind.RESULT, {"id": 1, "codec": "fake", "tensors": specs}, [ids, b"abc"]))
+    msg = P.decode(frames)
+    assert msg.codec == "fake" and msg.codecs == ["raw", "fake"]
+    seen = []
+
+    def decode(buf, out):
+        seen.append(bytes(buf))
+        out[:] = 1.0
+        return out
+
+    out = msg.arrays(decode)
+    assert seen == [b"abc"] and out["ids"].tolist() == ids.tolist() and not out["ids"].flags.writeable
+    assert out["x"].tolist() == [1.0] * 4
+    specs[0]["shape"] = [3]  # a raw tensor's frame length is checked whatever the message's codec
+    with pytest.raises(P.BadTensor, match="needs exactly 24 bytes"):
+        P.decode(_bytes(P.encode(Kind.RESULT, {"id": 1, "codec": "fake", "tensors": specs}, [ids, b"abc"])))
+
+
+def test_fast_json_paths_match_the_standard_library():
+    meta = {"id": 3, "budget_ms": 12.5, "msg": "caf\u00e9 \u2028 \"q\"", "load": {"q": -0.0}, "cut": None}
+    assert P._dumps(meta) == json.dumps(meta, separators=(",", ":"), allow_nan=False)
+    with pytest.raises(ValueError):
+        P._dumps({"x": float("nan")})
+    for text in ('{"a":1}', ' {"a":1} ', '{"a":1} x', "", "  ", "[1]", '{"a":NaN}'):
+        try:
+            want = ("ok", json.loads(text, parse_constant=P._reject_constant))
+        except ValueError as e:
+            want = ("err", type(e))
+        try:
+            got = ("ok", P._loads(text))
+        except ValueError as e:
+            got = ("err", type(e))
+        assert got == want, text

@@ -227,3 +227,32 @@ def test_random_bytes_on_raw_tcp_do_not_hurt_the_worker(pkg, pkg_dir, x):
             t = time.monotonic()
             raw.hello()
             assert time.monotonic() - t < 1.0
+
+
+def test_send_and_recv_frames_carry_whole_messages_on_real_sockets():
+    import zmq
+
+    from edgeinf.transport import _util
+
+    ctx = zmq.Context()
+    a, b = _util.socket(ctx, zmq.DEALER), _util.socket(ctx, zmq.ROUTER)
+    try:
+        port = b.bind_to_random_port("tcp://127.0.0.1")
+        a.connect(f"tcp://127.0.0.1:{port}")
+        with pytest.raises(zmq.Again):
+            _util.recv_frames(b, zmq.NOBLOCK)
+        with pytest.raises(TypeError):  # refused before any part is sent
+            _util.send_frames(a, [b"head", object()])
+        big = np.arange(1 << 17, dtype=np.float32)  # over zmq's copy threshold: zero-copy
+        specs, frames = protocol.pack_raw({"big": big, "small": np.int64([7])})
+        _util.send_frames(a, protocol.encode(Kind.INFER, {"id": 5, "budget_ms": 1.0, "pkg": "p", "tensors": specs},
+                                             frames))
+        assert b.poll(5000)
+        got = _util.recv_frames(b, zmq.NOBLOCK)
+        assert len(got) == 4 and not b.poll(100)  # identity + header + 2 tensors, nothing stray
+        out = protocol.decode(got[1:]).arrays()
+        assert np.array_equal(out["big"], big) and out["small"].tolist() == [7]
+    finally:
+        a.close(linger=0)
+        b.close(linger=0)
+        ctx.term()

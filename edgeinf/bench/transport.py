@@ -4,9 +4,13 @@ Both sides are a DEALER client and a ROUTER echo thread on TCP loopback. "bare" 
 payload bytes as one frame and gets a 1-byte ack; "ours" packs the same bytes as an INFER
 tensor (header + metadata + zero-copy frame), the server decodes it to a numpy view and
 answers a RESULT, which the client decodes. ``client`` adds the edge Client's I/O thread.
+Multipart messages go through ``_util.send_frames``/``recv_frames`` on both sides (the
+bare ROUTER too), as the Client does. ``host`` names the CPU and the load average: figures
+from a shared machine or another CPU model are not comparable.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -33,13 +37,13 @@ def _server(ctx, endpoint, mode, ready, stop):
     while not stop.is_set():
         if not s.poll(50):
             continue
-        frames = s.recv_multipart(copy=False)
+        frames = _util.recv_frames(s)
         if mode == "bare":
-            s.send_multipart([frames[0], b"k"], copy=False)
+            _util.send_frames(s, [frames[0], b"k"])
             continue
         msg = protocol.decode(frames[1:])
         msg.arrays()  # the numpy views a worker would run on
-        s.send_multipart([frames[0], *protocol.encode(Kind.RESULT, {"id": msg.id, "tensors": []})], copy=False)
+        _util.send_frames(s, [frames[0], *protocol.encode(Kind.RESULT, {"id": msg.id, "tensors": []})])
     s.close(linger=0)
 
 
@@ -68,8 +72,8 @@ def _calls(socks, arr) -> dict:
 
     def ours():
         specs, frames = protocol.pack_raw({"t": arr})
-        socks["ours"].send_multipart(protocol.encode(Kind.INFER, {**meta, "tensors": specs}, frames), copy=False)
-        protocol.decode(socks["ours"].recv_multipart(copy=False)).arrays()
+        _util.send_frames(socks["ours"], protocol.encode(Kind.INFER, {**meta, "tensors": specs}, frames))
+        protocol.decode(_util.recv_frames(socks["ours"])).arrays()
 
     return {"bare": bare, "ours": ours}
 
@@ -88,17 +92,23 @@ def _pairs(seconds: float, payloads: dict, rounds: int = 8) -> dict:
             ready.wait(5)
             socks[mode] = _util.socket(ctx, zmq.DEALER)
             socks[mode].connect(ep)
-        out = {"bare": {}, "ours": {}}
+        out = {"bare": {}, "ours": {}, "cpu_bare": {}, "cpu_ours": {}}
         for name, arr in payloads.items():
             calls, samples = _calls(socks, arr), {"bare": [], "ours": []}
+            cpu = {"bare": 0.0, "ours": 0.0}
             for fn in calls.values():
                 for _ in range(3):
                     fn()
             for _ in range(rounds):
                 for mode, fn in calls.items():
+                    c0 = time.process_time()
                     samples[mode] += _timed(fn, seconds / rounds)
-            for mode in out:
+                    cpu[mode] += time.process_time() - c0
+            for mode in calls:
                 out[mode][name] = float(np.median(samples[mode]))
+                # NOTE: CPU of the whole process (both ends, libzmq's I/O threads) per round trip:
+                # what other jobs on a shared machine inflate in wall time but not here
+                out["cpu_" + mode][name] = cpu[mode] / len(samples[mode])
         return out
     finally:
         stop.set()
@@ -137,11 +147,11 @@ def _echo_worker(ctx, ep, ready, stop):
     while not stop.is_set():
         if not s.poll(50):
             continue
-        frames = s.recv_multipart(copy=False)
+        frames = _util.recv_frames(s)
         msg = protocol.decode(frames[1:])
         kind = Kind.RESULT if msg.kind == Kind.INFER else msg.kind
         meta = {"id": msg.id, "tensors": []} if kind == Kind.RESULT else {}
-        s.send_multipart([frames[0], *protocol.encode(kind, meta)], copy=False)
+        _util.send_frames(s, [frames[0], *protocol.encode(kind, meta)])
     s.close(linger=0)
 
 
@@ -156,15 +166,31 @@ def _free_port() -> int:
 def measure(seconds: float = 1.0) -> dict:
     payloads = {"rtt_small": np.zeros(16, np.float32),
                 **{k: np.random.default_rng(0).integers(0, 255, n, dtype=np.uint8) for k, n in SIZES.items()}}
+    load_before = os.getloadavg()[0]
     res = _pairs(seconds, payloads)
-    bare, ours = res["bare"], res["ours"]
-    report = {"rtt_small": {"bare_us": round(bare["rtt_small"] * 1e6, 1), "ours_us": round(ours["rtt_small"] * 1e6, 1),
-                            "added_us": round((ours["rtt_small"] - bare["rtt_small"]) * 1e6, 1),
-                            "client_us": round(_client_rtt(seconds) * 1e6, 1)}}
+    bare, ours, cbare, cours = res["bare"], res["ours"], res["cpu_bare"], res["cpu_ours"]
+    report = {"host": _host(load_before), "rtt_small": {
+        "bare_us": _us(bare["rtt_small"]), "ours_us": _us(ours["rtt_small"]),
+        "added_us": _us(ours["rtt_small"] - bare["rtt_small"]), "client_us": _us(_client_rtt(seconds)),
+        "cpu_bare_us": _us(cbare["rtt_small"]), "cpu_ours_us": _us(cours["rtt_small"]),
+        "cpu_added_us": _us(cours["rtt_small"] - cbare["rtt_small"])}}
     for k, n in SIZES.items():
         report[k] = {"bytes": n, "ratio": round(ours[k] / bare[k], 3), "gbps": round(n * 8 / ours[k] / 1e9, 2),
-                     "bare_gbps": round(n * 8 / bare[k] / 1e9, 2), "ours_ms": round(ours[k] * 1e3, 3)}
+                     "bare_gbps": round(n * 8 / bare[k] / 1e9, 2), "ours_ms": round(ours[k] * 1e3, 3),
+                     "cpu_ratio": round(cours[k] / cbare[k], 3)}
     return report
+
+
+def _us(seconds: float) -> float:
+    return round(seconds * 1e6, 1)
+
+
+def _host(load_before: float) -> dict:
+    """What the figures depend on: the CPU (EPYC and Xeon differ) and how busy the machine was."""
+    from ..profiling.host import cpu_model
+
+    return {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "pyzmq": zmq.__version__,
+            "libzmq": zmq.zmq_version(), "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def run(args) -> int:
@@ -174,10 +200,15 @@ def run(args) -> int:
     if args.json:
         print_json(report)
         return 0
+    h = report["host"]
+    print(f"{h['cpu']} ({h['logical_cores']} logical cores), pyzmq {h['pyzmq']} / libzmq {h['libzmq']}, "
+          f"load average {h['load_avg_1m'][0]} -> {h['load_avg_1m'][1]}")
     r = report["rtt_small"]
     print(f"small-message RTT: bare {r['bare_us']} us, ours {r['ours_us']} us (+{r['added_us']} us); "
-          f"through Client {r['client_us']} us")
+          f"through Client {r['client_us']} us; CPU per round trip bare {r['cpu_bare_us']} us, "
+          f"ours {r['cpu_ours_us']} us (+{r['cpu_added_us']} us)")
     for k in SIZES:
         v = report[k]
-        print(f"{k:>4}: ours/bare time ratio {v['ratio']:.3f}, ours {v['gbps']} Gbit/s, bare {v['bare_gbps']} Gbit/s")
+        print(f"{k:>4}: ours/bare time ratio {v['ratio']:.3f} (CPU {v['cpu_ratio']:.3f}), "
+              f"ours {v['gbps']} Gbit/s, bare {v['bare_gbps']} Gbit/s")
     return 0

@@ -253,7 +253,7 @@ class Client:
         for e in cands:
             req.meta["budget_ms"] = round(max(req.deadline - now, 0.0) * 1e3, 3)
             try:
-                e.sock.send_multipart(protocol.encode(Kind.INFER, req.meta, req.frames), zmq.NOBLOCK, copy=False)
+                _util.send_frames(e.sock, protocol.encode(Kind.INFER, req.meta, req.frames), zmq.NOBLOCK)
             except zmq.Again:  # no completed connection (IMMEDIATE): try the next one
                 req.tried.append(e.url)
                 continue
@@ -269,7 +269,7 @@ class Client:
     def _on_replies(self, e: _Endpoint) -> None:
         while True:
             try:
-                frames = e.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = _util.recv_frames(e.sock, zmq.NOBLOCK)
             except zmq.Again:
                 return
             self._on_reply(e, frames)
