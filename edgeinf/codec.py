@@ -245,11 +245,11 @@ def _compress(buf: bytes, spec: Spec) -> bytes:
         planes, n = memoryview(kernels.shuffle(payload, size)), len(payload) // size
         parts = [_deflate(planes[k * n:(k + 1) * n], spec.stage, plane=True) for k in range(size)]
         parts = [c if len(c) < n else planes[k * n:(k + 1) * n] for k, c in enumerate(parts)]
-        comp = b"".join([struct.pack(f"<{size}I", *map(len, parts)), *parts])
+        parts.insert(0, struct.pack(f"<{size}I", *map(len, parts)))
     else:
-        comp = _deflate(payload, spec.stage)
-    struct.pack_into("<Q", head, 24, len(comp))
-    return bytes(head) + comp
+        parts = [_deflate(payload, spec.stage)]
+    struct.pack_into("<Q", head, 24, sum(map(len, parts)))
+    return b"".join([head, *parts])  # one copy of the payload
 
 
 def header_info(buf, limits: Optional[Limits] = None) -> Header:
