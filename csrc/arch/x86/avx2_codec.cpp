@@ -177,12 +177,23 @@ size_t dequantize_packed_loop(const uint8_t* src, size_t n, int bits, int32_t zp
     return i;
 }
 
+// Codes to decode before out is 32-byte aligned for streaming stores, or SIZE_MAX when
+// that head would not end on a byte boundary of the packed codes (numpy's 16-byte aligned
+// arrays always can).
+size_t packed_head(const float* out, int bits, size_t align) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(out);
+    if (a % 4) return SIZE_MAX;
+    const size_t h = ((align - a % align) % align) / 4;
+    return (h * bits) % 8 == 0 ? h : SIZE_MAX;
+}
+
 void dequantize_packed_avx2(const uint8_t* src, size_t n, int bits, int32_t zp, float scale,
                             float* out) {
-    size_t i;
-    // NOTE: a 32-code group starts at a byte boundary, so the aligned start stays a multiple of 32
-    if (n * 4 >= kStreamBytes && reinterpret_cast<uintptr_t>(out) % 32 == 0) {
-        i = dequantize_packed_loop<true>(src, n, bits, zp, scale, out);
+    size_t i = 0;
+    const size_t head = packed_head(out, bits, 32);
+    if (n * 4 >= kStreamBytes && head < n) {
+        dequantize_packed_via(kCodecGeneric.dequantize, src, head, bits, zp, scale, out);
+        i = head + dequantize_packed_loop<true>(src + head * bits / 8, n - head, bits, zp, scale, out + head);
         _mm_sfence();
     } else {
         i = dequantize_packed_loop<false>(src, n, bits, zp, scale, out);
