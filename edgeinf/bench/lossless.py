@@ -13,7 +13,8 @@ from typing import Callable, Dict, Tuple
 import numpy as np
 
 SHAPE = (1, 28, 28, 40)
-OURS = ("raw+shuf+lz4", "raw+shuf+zstd", "fp16+shuf+lz4", "fp16+shuf+zstd", "raw+lz4", "raw+zstd", "fp16+lz4")
+OURS = ("raw+shuf+lz4", "raw+shuf+zstd", "fp16+shuf+lz4", "fp16+shuf+zstd", "raw+lz4", "raw+zstd", "fp16+lz4",
+        "int8-pc+lz4", "int8-pc+zstd")
 #: ours -> the blosc2 setting it must match or beat on size, encode and decode time
 VERSUS = {"raw+shuf+lz4": "blosc2 f32 bitshuffle+lz4", "fp16+shuf+lz4": "blosc2 f16 bitshuffle+lz4",
           "raw+shuf+zstd": "blosc2 f32 shuffle+zstd", "fp16+shuf+zstd": "blosc2 f16 shuffle+zstd"}
@@ -84,8 +85,8 @@ def results(median_pair, repeat: int) -> dict:
                                       "ratio_vs_nchw": round(tb / to, 2)}
     rows = {}
     for name in OURS:
-        buf = codec.encode(x, name)
-        te, td = median_pair(lambda: codec.encode(x, name), lambda: codec.decode(buf), repeat)
+        buf = codec.encode(x, name, axis=-1)  # NHWC; only -pc codecs use it
+        te, td = median_pair(lambda: codec.encode(x, name, axis=-1), lambda: codec.decode(buf), repeat)
         rows[name] = {"bytes": len(buf), "encode_ms": round(te * 1e3, 4), "decode_ms": round(td * 1e3, 4)}
     for label, (enc, dec) in _baselines(x).items():
         b = enc()
