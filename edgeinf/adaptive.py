@@ -39,6 +39,7 @@ from .runtime import EdgeRuntime, RunResult
 log = logging.getLogger("edgeinf")
 
 SYSTEM_SAMPLE_S = 0.5  # psutil is read at most this often (it costs ~50 us)
+WARM_REMOTE_BYTES = 256 * 1024  # remote plans warmed up at open; bigger ones would take seconds on a slow link
 
 
 @dataclass
@@ -100,7 +101,7 @@ class AdaptiveRuntime:
                  watch_system: bool = True, power: Optional[Power] = None, **client_options):
         self.package = package if isinstance(package, Package) else open_package(package)
         self.clock, self.watch_system = clock, watch_system
-        self.pace, self.device_label, host_costs, power = self._costs(device, costs, power)
+        self.pace, self.device_label, host_costs, power = self._costs(device, costs, power, accuracy_floor)
         if plans is not None:
             wanted = set(plans)
             missing = wanted - {c.plan for c in host_costs}
@@ -133,13 +134,14 @@ class AdaptiveRuntime:
             self.warmup()
 
     # -- setup -----------------------------------------------------------------------------
-    def _costs(self, device, costs, power):
+    def _costs(self, device, costs, power, floor):
         from . import profiling
 
         prof = None
         if costs is None:
             prof = profiling.load_profile(self.package)
-            costs = prof.costs(1.0)
+            # NOTE: the profile drops codecs under its own floor; a caller's floor overrides it
+            costs = prof.costs(1.0, floor=floor) if floor is not None else prof.costs(1.0)
         pace, label = 1.0, "this machine (real speed)"
         if device not in (None, "native"):
             pace, label = profiling.pace_for(prof or profiling.load_profile(self.package), device)
@@ -173,8 +175,22 @@ class AdaptiveRuntime:
         for c in self.costs:
             self.rt.warmup(c.plan, self.samples)
         for c in self.costs:
-            if c.plan.remote:  # the worker's sessions too: its first request pays the load
+            if c.plan.remote and c.up_bytes <= WARM_REMOTE_BYTES:  # the worker's first runs too
                 self.rt.run(self.samples, plan=c.plan, deadline=10.0, notify=False)
+        if self.rt.client is not None:
+            # NOTE: measure the link before the first request (an RTT probe, then a full one),
+            # so a fresh runtime starts from a measured link rather than "not measured: local"
+            for _ in range(2):
+                fut = self._probe(self.samples)
+                if fut is not None:
+                    try:
+                        fut.result(timeout=3.0)
+                    except Exception:  # noqa: BLE001 - a failed probe is an observation, not an error
+                        pass
+                end = time.monotonic() + 1.0
+                while self._probe_inflight and time.monotonic() < end:  # its done-callback runs after result()
+                    time.sleep(0.001)
+            self._drain()
 
     def probe_sizes(self) -> Tuple[int, int]:
         """(small, large) probe bytes, as sent: what a replay of this runtime must use."""
@@ -240,13 +256,14 @@ class AdaptiveRuntime:
                                            load.get("max_freq_mhz"), load["cores"])
 
     # -- probes ----------------------------------------------------------------------------
-    def _probe(self, inputs: Mapping[str, np.ndarray]) -> None:
+    def _probe(self, inputs: Mapping[str, np.ndarray]):
+        """Send a probe in the background (at most one in flight); its Future, or None."""
         client = self.rt.client
         if client is None or self.probe_plan is None:
-            return
+            return None
         with self._probe_lock:
             if self._probe_inflight:
-                return
+                return None
             self._probe_inflight = True
             self._n_probes += 1
             small = self._n_probes % 5 == 1
@@ -272,6 +289,7 @@ class AdaptiveRuntime:
                 self._probe_inflight = False
 
         fut.add_done_callback(done)
+        return fut
 
     def _drain(self) -> None:
         while True:

@@ -89,8 +89,10 @@ class LinkEstimator:
         not counting the server's own compute."""
         self.up, self.failures, self.last_s = True, 0, now_s
         rtt = self.rtt.mean if self.rtt.mean is not None else self.prior[1]
-        if nbytes <= self.small or transfer_ms <= 1.0:
-            # NOTE: a small transfer is mostly RTT; it also says little about bandwidth.
+        if nbytes <= self.small:
+            # NOTE: a small transfer is mostly RTT; it also says little about bandwidth. A large
+            # one that was fast (a LAN, loopback) is still a bandwidth sample: treating it as
+            # RTT left a fast link "not measured" forever
             self.rtt.update(max(transfer_ms, 0.1))
             return
         if transfer_ms < rtt:  # no transfer is faster than the RTT: the RTT fell

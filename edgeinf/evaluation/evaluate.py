@@ -104,7 +104,7 @@ def evaluate(cfg: EvalConfig, on_request: Optional[Callable] = None, say: Callab
     pkg = open_package(pkg_dir)
     prof = _profile(cfg, pkg, say)
     pace, label = profiling.pace_for(prof, cfg.device) if cfg.device != "native" else (1.0, "real speed (this machine)")
-    costs = [c for c in prof.costs(1.0)
+    costs = [c for c in prof.costs(1.0, floor=cfg.accuracy_floor)
              if c.plan.kind != "split" or pkg.cut(c.plan.cut).bytes <= cfg.max_cut_bytes]
     frames, source = _inputs(cfg, pkg)
     n = max(int(cfg.duration_s * cfg.rate), 1)
