@@ -275,14 +275,14 @@ def test_a_client_that_never_reads_cannot_starve_a_well_behaved_one(slow_dir):
 def test_hello_details_only_for_trusted_peers(fast_dir, tmp_path):
     from edgeinf.transport import security
 
-    with testing.worker(fast_dir, bind="tcp://0.0.0.0:*", *("--allow-plaintext",)) as w:
+    with testing.worker(fast_dir, "--allow-plaintext", bind="tcp://0.0.0.0:*") as w:
         port = w.endpoint.rsplit(":", 1)[1]
         with testing.RawClient(f"tcp://127.0.0.1:{port}") as c:
             h = c.hello()
         assert "pkgs" not in h and "stats" not in h and "cuts" not in h and h["codecs"], h
     server_pub, server_sec = security.generate_keys(tmp_path / "server", "server")
     allow = tmp_path / "allow"
-    client_pub, client_sec = security.generate_keys(allow, "client")
+    _, client_sec = security.generate_keys(allow, "client")
     with testing.worker(fast_dir, "--curve-secret", str(server_sec), "--allow", str(allow)) as w:
         import zmq
 
