@@ -59,12 +59,13 @@ class AdaptiveResult:
     outcome: str
     probe: bool = False
     run: Optional[RunResult] = None
+    estimates: dict = field(default_factory=dict)  # what the controller believed when it decided
 
     def to_dict(self) -> dict:
         return {"plan": self.plan.label(), "reason": self.reason, "predicted_ms": round(self.predicted_ms, 3),
                 "latency_ms": round(self.latency_ms, 3), "outcome": self.outcome, "probe": self.probe,
                 "timings": dict(self.run.timings) if self.run else {},
-                "bytes_sent": self.run.bytes_sent if self.run else 0}
+                "bytes_sent": self.run.bytes_sent if self.run else 0, "estimates": dict(self.estimates)}
 
 
 def _objective(objective, deadline_ms, accuracy_floor, local_ms: float) -> Objective:
@@ -218,7 +219,7 @@ class AdaptiveRuntime:
         self.ctl.observe(self.clock(), self._measured(d.plan, res, deadline_s))
         pred = d.predicted()
         out = AdaptiveResult(res.outputs, d.plan, d.reason, pred.latency_ms if pred else math.nan,
-                             (time.perf_counter() - t0) * 1e3, res.outcome, d.probe, res)
+                             (time.perf_counter() - t0) * 1e3, res.outcome, d.probe, res, _estimates(self.ctl, now))
         self.history.append(out)
         del self.history[:-1000]  # NOTE: bounded: a daemon runs this for weeks
         return out
@@ -314,6 +315,13 @@ class AdaptiveRuntime:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _estimates(ctl: Controller, now: float) -> dict:
+    e = ctl.estimates(now)
+    return {"up": e.link.up, "mbps": round(e.link.mbps, 3), "rtt_ms": round(e.link.rtt_ms, 3),
+            "confidence": round(e.link.confidence, 3), "slowdown": round(e.slowdown, 3),
+            "server_queue_ms": round(e.server_queue_ms, 3), "server_factor": round(e.server_factor, 3)}
 
 
 def _paced(c: PlanCost, pace: float) -> PlanCost:

@@ -129,7 +129,8 @@ def evaluate(cfg: EvalConfig, on_request: Optional[Callable] = None, say: Callab
             "outages": cfg.outages, "plans": [c.to_dict() for c in paced], "policies": policies,
             "baselines_live": bool(live_base) or "replayed exactly (pass --live-baselines to also run them live)",
             "timeline": [{"t_s": r.t_s, "plan": str(r.served.plan), "latency_ms": r.served.latency_ms,
-                          "outcome": r.outcome, "predicted_ms": r.predicted_ms, "reason": r.reason} for r in recs],
+                          "outcome": r.outcome, "predicted_ms": r.predicted_ms, "reason": r.reason,
+                          "estimates": r.estimates} for r in recs],
             "oracle_timeline": [{"plan": str(s.plan), "latency_ms": s.latency_ms} for s in base["oracle"][0]],
             "capacity": {"t0_s": t0, "mbps": list(trace.series(t0, t0 + n / cfg.rate, 0.5))}}
 

@@ -25,6 +25,7 @@ class Record:
     reason: str
     predicted_ms: float
     t_s: float  # start, seconds on the replay clock
+    estimates: Optional[dict] = None
 
 
 def stream(art, inputs: Sequence[Dict[str, np.ndarray]], rate: float, n: int, clock: Callable[[], float],
@@ -44,14 +45,14 @@ def stream(art, inputs: Sequence[Dict[str, np.ndarray]], rate: float, n: int, cl
         # then pays for a skipped attempt plus the local run (a death spiral, seen here)
         if static is None:
             res = art.run(feeds)
-            plan, outcome, reason, pred = res.plan, res.outcome, res.reason, res.predicted_ms
+            plan, outcome, reason, pred, est = res.plan, res.outcome, res.reason, res.predicted_ms, res.estimates
         else:
             r = art.rt.run(feeds, plan=static, deadline=art.objective.deadline_ms / 1e3)
-            plan, outcome, reason, pred = static, r.outcome, "static", float("nan")
+            plan, outcome, reason, pred, est = static, r.outcome, "static", float("nan"), None
         done = clock()
         fell = outcome == "local_fallback"
         rec = Record(Served(i, arrival * 1e3, done * 1e3, plan, fell, accuracy(plan, outcome), reason),
-                     outcome, reason, pred, t - start)
+                     outcome, reason, pred, t - start, est)
         out.append(rec)
         if on_request:
             on_request(rec)
