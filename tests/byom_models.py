@@ -79,6 +79,23 @@ def two_input(path: Path, seed: int = 1) -> Path:
     return _save(g, path)
 
 
+def sensor_1d(path: Path, seed: int = 3, length: int = 4096) -> Path:
+    """A non-image model: 8-channel signals (N x 8 x length) -> 1-D convolutions -> 5 scores."""
+    rng = np.random.default_rng(seed)
+    inits, nodes, x, cin = [], [], "signal", 8
+    for i, cout in enumerate([64, 64, 64]):
+        w, b = f"s{i}_w", f"s{i}_b"
+        inits += [numpy_helper.from_array(_w(rng, cout, cin, 9), w), numpy_helper.from_array(np.zeros(cout, np.float32), b)]
+        nodes += [helper.make_node("Conv", [x, w, b], [f"s{i}"], pads=[4, 4], name=f"s{i}_conv"),
+                  helper.make_node("Relu", [f"s{i}"], [f"s{i}_r"], name=f"s{i}_relu")]
+        x, cin = f"s{i}_r", cout
+    _head(rng, x, cin, 5, inits, nodes, out="scores")
+    g = helper.make_graph(nodes, "user_sensor_1d",
+                          [helper.make_tensor_value_info("signal", TensorProto.FLOAT, ["batch", 8, length])],
+                          [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 5])], inits)
+    return _save(g, path)
+
+
 def int64_cut(path: Path, seed: int = 2) -> Path:
     """conv -> (activation y, Shape(y)) -> convs -> Flatten -> Reshape(., Shape(y)) -> head.
 

@@ -80,6 +80,9 @@ def run(args) -> int:
     from ..evaluation import report as rep
     from ..evaluation.evaluate import evaluate
 
+    from ..cli._util import require
+
+    require("matplotlib")  # the plot comes at the end: say so before a minute of work
     cfg = config_from(args)
     say = (lambda s: print(s, file=sys.stderr)) if args.json else print
     result = evaluate(cfg, say=say)

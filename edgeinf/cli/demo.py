@@ -49,6 +49,9 @@ def run(args) -> int:
     from ..evaluation.evaluate import EvalConfig, evaluate
     from ..evaluation.setup import DEFAULT_TRACE
 
+    from ..cli._util import require
+
+    require("matplotlib")  # the plot comes at the end: say so before a minute of work
     if args.rate <= 0 or args.duration <= 0:
         raise ConfigError(f"--rate and --duration must be > 0; got {args.rate}, {args.duration}")
     outages = [] if args.no_outage else [(args.duration * 0.55, 5.0)]

@@ -136,10 +136,11 @@ def evaluate(cfg: EvalConfig, on_request: Optional[Callable] = None, say: Callab
 
 
 def _metric(prof) -> str:
-    d = prof.to_dict() if hasattr(prof, "to_dict") else {}
-    fid = d.get("fidelity") or {}
-    what = fid.get("description") or fid.get("metric") or "agreement with the unsplit model"
-    return f"{what} (no labels: fidelity to the unsplit full-precision model)"
+    from .. import profiling
+
+    what = {profiling.TOP1: "top-1 agreement with the unsplit model",
+            profiling.REL_L2: "1 - relative L2 error of the outputs against the unsplit model"}.get(prof.metric, prof.metric)
+    return f"{what}, on the profile's samples (no labels: fidelity to the unsplit full-precision model)"
 
 
 def _live(cfg, trace, wport, pkg, costs, frames, n, on_request, say, label):
