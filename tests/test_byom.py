@@ -4,7 +4,7 @@ Three ONNX models exported here (tests/byom_models.py, not zoo models): an NCHW 
 classifier, a model with an image and a non-image input, and one whose cut carries an
 int64 shape tensor. Each is split and profiled (`edgeinf split ... --profile`), served by a
 real `edgeinf worker` process, and run by `edgeinf.AdaptiveRuntime` over a link emulator
-replaying a trace whose bandwidth steps 10x (40 -> 4 -> 40 Mbit/s), compute paced to an
+replaying a trace whose bandwidth steps 10x (20 -> 2 -> 20 Mbit/s), compute paced to an
 EMULATED Raspberry Pi 4. The test asserts that the plan follows the bandwidth and that every
 result equals local execution within codec tolerance.
 """
@@ -26,7 +26,7 @@ from edgeinf.plan import Plan
 sys.path.insert(0, str(Path(__file__).parent))
 import byom_models  # noqa: E402
 
-HIGH, LOW, SEG = 40.0, 4.0, 4.0  # Mbit/s, Mbit/s, seconds per segment
+HIGH, LOW, SEG = 20.0, 2.0, 4.0  # Mbit/s, Mbit/s, seconds per segment (a 10x step)
 
 
 def _cli(*args) -> str:
