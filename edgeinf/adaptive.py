@@ -11,7 +11,7 @@ the link and warming up every plan's sessions are done here, never by the caller
         res = rt.run({"input": x})
         res.outputs, res.plan, res.reason, res.predicted_ms, res.latency_ms
 
-A probe is the offload request itself (the full model's inputs under the cheapest offload
+A probe is the offload request itself (the full model's inputs under the offload
 codec), sent in the background while the link is unmeasured, stale or down; every fifth is
 the same request with all-zero inputs, which compresses to a few hundred bytes and so
 measures the RTT. :meth:`AdaptiveRuntime.probe_sizes` tells the replay the same sizes.
@@ -39,6 +39,7 @@ from .runtime import EdgeRuntime, RunResult
 log = logging.getLogger("edgeinf")
 
 SYSTEM_SAMPLE_S = 0.5  # psutil is read at most this often (it costs ~50 us)
+PROBE_BYTES = 24 * 1024  # probes: enough packets that serialisation, not RTT, dominates on LTE
 WARM_REMOTE_BYTES = 256 * 1024  # remote plans warmed up at open; bigger ones would take seconds on a slow link
 
 
@@ -128,8 +129,11 @@ class AdaptiveRuntime:
         self._probes: "queue.SimpleQueue" = queue.SimpleQueue()
         self._probe_lock = threading.Lock()
         self._probe_inflight, self._n_probes, self._sys_t = False, 0, -math.inf
+        # NOTE: the probe is the offload request closest to PROBE_BYTES: a 7 kB probe over a
+        # 20 ms RTT is mostly RTT, and its bandwidth samples came out 2-3x low (the demo then
+        # stayed local for 6 s after a link cut while offload won)
         self.probe_plan = min((c for c in self.costs if c.plan.kind == "offload"),
-                              key=lambda c: c.up_bytes, default=None)
+                              key=lambda c: abs(math.log(max(c.up_bytes, 1) / PROBE_BYTES)), default=None)
         self.history: List[AdaptiveResult] = []
         if warmup:
             self.warmup()

@@ -162,9 +162,8 @@ def _live(cfg, trace, wport, pkg, costs, frames, n, on_request, say, label):
             recs = stream(art, frames, cfg.rate, n, lambda: proxy.now_ms() / 1000.0, accuracy, on_request)
             live_base = {}
             if cfg.live_baselines:
-                offl = min((c for c in art.costs if c.plan.kind == "offload" and c.accuracy >= cfg.accuracy_floor),
-                           key=lambda c: c.up_bytes, default=None)
-                for name, plan in (("local", LOCAL), ("offload", offl.plan if offl else None)):
+                offl = _best_offload(cfg, trace, t0, art, [r.served.arrival_ms for r in recs])
+                for name, plan in (("local", LOCAL), ("offload", offl)):
                     if plan is None:
                         continue
                     proxy.stop()
@@ -178,6 +177,20 @@ def _live(cfg, trace, wport, pkg, costs, frames, n, on_request, say, label):
     finally:
         proxy.stop()
     return t0, recs, art, live_base
+
+
+def _best_offload(cfg, trace, t0, art, arrivals):
+    """The offload plan the replayed 'offload' baseline picks (best mean over this segment)."""
+    link = Link(trace, cfg.delay_ms, [(t0 * 1e3 + s * 1e3, (t0 + s + d) * 1e3) for s, d in cfg.outages])
+    local_ms = next(c.device_ms for c in art.costs if c.plan == LOCAL)
+    obj = art.objective
+    timeout = max(obj.deadline_ms - fallback_reserve_ms(local_ms), 1.0) if math.isfinite(obj.deadline_ms) else None
+    offl = [c.plan for c in art.costs if c.plan.kind == "offload" and c.accuracy >= obj.accuracy_floor]
+    if not offl:
+        return None
+    mean = lambda p: np.mean([x.latency_ms for x in R.run(link, art.costs, arrivals, R.static(p, timeout),  # noqa: E731
+                                                          fallback=LOCAL)])
+    return min(offl, key=mean)
 
 
 def _proxy(cfg, trace, wport) -> LinkProxy:
