@@ -12,6 +12,7 @@ Real ``edgeinf broker`` and ``edgeinf worker --connect`` processes on loopback:
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -77,8 +78,13 @@ def _stall(pkg, pkg_dir, frames, n=20) -> dict:
             for rid, kinds in _collect(raw, 2.0).items():
                 got.setdefault(rid, []).extend(kinds)
             stats = raw.hello()["stats"]
+        wa.signal(signal.SIGTERM)  # its exit line says how much of its backlog it still ran
+        wa.wait(60)
+        line = next((ln for ln in wa.stderr().splitlines() if "stopped; stats" in ln), "")
+        stalled = ast.literal_eval(line.split("stats ", 1)[1]) if line else {}
     return {"answered": len(got), "duplicates": sum(len(v) - 1 for v in got.values()),
-            "redispatched": stats["redispatched"], "late_dropped": stats["late_dropped"]}
+            "redispatched": stats["redispatched"], "late_dropped": stats["late_dropped"],
+            "stalled_worker_executed": stalled.get("executed"), "stalled_worker_cancelled": stalled.get("cancelled")}
 
 
 def _fairness(pkg, pkg_dir, frames) -> dict:
