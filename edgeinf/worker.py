@@ -223,6 +223,11 @@ class Worker:
             events = dict(poller.poll(100))
             now = time.monotonic()
             self._stalled(now - last - 0.1)  # stopped (SIGSTOP) or starved while polling
+            if self._security is not None and not self._security.alive():
+                # NOTE: without its authenticator no CURVE handshake completes; exit non-zero
+                # (AuthError -> exit 1) so the supervisor restarts us with a fresh one
+                log.error("worker: the ZAP authenticator died; exiting so a supervisor restarts the worker")
+                self._security.check_alive()
             if self._wake in events:
                 self._flush_done()
             if self.front in events:
