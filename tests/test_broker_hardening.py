@@ -144,7 +144,9 @@ def test_poison_on_the_backend_is_dropped_and_the_broker_serves_on(slow, slow_di
 
 def test_stalled_worker_resumes_and_no_request_is_answered_twice(slow, slow_dir):
     pkg, _, frames = slow
-    n = 20
+    # NOTE: ~13 ms per request: 60 keep both workers busy ~0.4 s, so the stopped one still
+    # holds requests (with 20 they were all done before the SIGSTOP on a quiet machine)
+    n = 60
     with testing.broker("--heartbeat", "0.2", "--per-client", "64") as b, \
             _worker(b.backend, slow_dir, "--workers", "1", "--queue", "30") as wa:
         _nodes(b.endpoint, 1)
@@ -153,7 +155,7 @@ def test_stalled_worker_resumes_and_no_request_is_answered_twice(slow, slow_dir)
             with testing.RawClient(b.endpoint) as raw:
                 for rid in range(n):
                     raw.send_msg(Kind.INFER, _meta(pkg, rid), frames)
-                time.sleep(0.15)
+                time.sleep(0.05)
                 wa.signal(signal.SIGSTOP)  # half the requests sit on a worker that hangs
                 try:
                     time.sleep(1.5)        # dropped after 3 x 0.2 s, its requests re-dispatched
