@@ -4,19 +4,20 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 import pytest
 import zmq
 
-from edgeinf.errors import AuthError
 from edgeinf.package import open_package
 from edgeinf.transport import protocol, testing
 from edgeinf.transport.broker import WORKERS_DOMAIN, Broker
 from edgeinf.transport.protocol import Kind
 from edgeinf.transport.security import ServerSecurity, apply_client_curve, generate_keys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from authkill import serve_until_the_authenticator_dies  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -182,26 +183,7 @@ def test_a_dead_authenticator_ends_serve_with_an_error(keys):
     k, allow, workers = keys
     sec = ServerSecurity(k["broker"][1], allow, domains={WORKERS_DOMAIN: workers})
     broker = Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", heartbeat_s=0.1, security=sec)
-    failure = []
-
-    def serve():
-        try:
-            broker.serve()
-        except AuthError as e:
-            failure.append(e)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        time.sleep(0.3)
-        assert t.is_alive() and sec.alive()
-        sec.auth.pipe.send(b"TERMINATE")  # the thread ends as if it had crashed
-        t.join(5)
-        assert not t.is_alive() and failure and "authenticator" in str(failure[0])
-    finally:
-        broker.stop()
-        t.join(5)
-        broker.close()  # also when the thread is gone (no hang on its dead pipe)
+    serve_until_the_authenticator_dies(broker, sec, broker.close)
 
 
 def test_keys_generate_json(tmp_path):

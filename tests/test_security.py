@@ -5,6 +5,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,31 +132,11 @@ def test_worker_fails_closed(tmp_path, pkg_dir, case):
 def test_a_dead_authenticator_ends_the_worker_with_an_error(tmp_path, pkg_dir):
     """Without its ZAP thread no handshake completes: the worker exits (AuthError), so a
     supervisor restarts it, instead of staying up and refusing everyone."""
-    import threading
-
-    from edgeinf.errors import AuthError
+    sys.path.insert(0, str(Path(__file__).parent))
+    from authkill import serve_until_the_authenticator_dies
     from edgeinf.worker import Worker, WorkerConfig
 
     keys, allow = _keys(tmp_path)
     cfg = WorkerConfig(bind="tcp://127.0.0.1:0", curve_secret=str(keys["server"][1]), allow_dir=str(allow))
     w = Worker([open_package(pkg_dir)], cfg).initialize()
-    failure = []
-
-    def serve():
-        try:
-            w.serve()
-        except AuthError as e:
-            failure.append(e)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        time.sleep(0.3)
-        assert t.is_alive() and w._security.alive()
-        w._security.auth.pipe.send(b"TERMINATE")  # the thread ends as if it had crashed
-        t.join(5)
-        assert not t.is_alive() and failure and "authenticator" in str(failure[0])
-    finally:
-        w.stop()
-        t.join(5)
-        w.finalize()
+    serve_until_the_authenticator_dies(w, w._security, w.finalize)

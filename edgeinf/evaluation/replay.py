@@ -19,7 +19,6 @@ from ..netem.trace import Link
 from ..plan import Plan
 from ..controller.costmodel import PlanCost
 from ..controller.loop import Controller, Measured
-from ..plan import fallback_reserve_ms
 
 #: (small, large) probe bytes when the caller does not say: AdaptiveRuntime.probe_sizes() gives
 #: the real ones (an all-zero and a real request under the cheapest offload codec)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from .. import config
 from ..errors import ConfigError
@@ -91,20 +91,10 @@ def worker(pkg_dir: Path, port: Optional[int] = None, timeout_s: float = 30.0) -
             proc.wait(5)
 
 
-def small_cuts(pkg, limit_bytes: int = 130_000) -> List[str]:
-    """Cuts worth offering: crossing at most ``limit_bytes`` raw (the rest never pays)."""
-    return [c.id for c in sorted(pkg.cuts.values(), key=lambda c: c.bytes) if c.bytes <= limit_bytes]
-
-
-def sample_set(pkg, n: int = 8) -> Tuple[List[Dict[str, "np.ndarray"]], str]:
-    """``n`` input dicts for ``pkg`` and what they are: photographs for image-like inputs
-    (scikit-image), seeded values drawn from the specs for the rest."""
-    import numpy as np
-
-    from ..split.inputs import sample_inputs
-
-    def is_image(shape, dtype) -> bool:  # NOTE: the rule sample_inputs applies
-        return len(shape) == 4 and (shape[1] in (1, 3) or shape[3] in (1, 3)) and np.dtype(dtype).kind in "fu"
+def sample_set(pkg, n: int = 8) -> Tuple[List[dict], str]:
+    """``n`` input dicts for ``pkg`` and what they are: the bundled photographs for
+    image-like inputs, seeded values drawn from the specs for the rest."""
+    from ..split.inputs import is_image, sample_inputs
 
     shapes = {s.name: tuple(d if isinstance(d, int) and d > 0 else 1 for d in s.shape) for s in pkg.inputs}
     out = [sample_inputs(list(pkg.inputs), shapes, index=i) for i in range(n)]
