@@ -166,8 +166,9 @@ class AdaptiveRuntime:
             p = c.plan
             if p.kind == "local" and not (p.variant or p.exit or p.branch):
                 self.rt.set_pace_reference("full", c.device_ms)
-            elif p.kind == "local" and p.variant and not (p.exit or p.branch):
-                self.rt.set_pace_reference("variant", c.device_ms, cut=p.variant)
+            elif p.kind == "local" and not (p.exit or p.branch):  # a variant of the package
+                # NOTE: exits and branch pairs vary per input by design: paced from their own runs
+                self.rt.set_pace_reference("local", c.device_ms, plan=p)
             elif p.kind == "split":
                 self.rt.set_pace_reference("head", c.device_ms, cut=p.cut)
             if p.remote and c.encode_ms > 0:

@@ -130,9 +130,9 @@ class EdgeRuntime:
         return res
 
     def set_pace_reference(self, stage: str, host_ms: float, cut: Optional[str] = None,
-                           codec: Optional[str] = None) -> None:
-        """Pace ``stage`` ('full', 'head', 'encode', or 'variant' with its name as ``cut``)
-        from ``host_ms`` instead of its own best.
+                           codec: Optional[str] = None, plan: Optional[Plan] = None) -> None:
+        """Pace ``stage`` ('full', 'head', 'encode', 'variant' with its name as ``cut``, or
+        'local' with a package's local ``plan``) from ``host_ms`` instead of its own best.
 
         A benchmark that predicted costs from its own measurements passes them here, so the
         EMULATED device runs exactly as predicted (pace x host_ms) and what differs between
@@ -140,7 +140,8 @@ class EdgeRuntime:
         """
         if host_ms <= 0:
             raise ConfigError(f"host_ms must be > 0; got {host_ms}")
-        key = {"encode": ("encode", cut, codec), "variant": ("variant", cut)}.get(stage, (stage, cut))
+        key = {"encode": ("encode", cut, codec), "variant": ("variant", cut),
+               "local": ("local", plan)}.get(stage, (stage, cut))
         self._best_ms[key] = float(host_ms)
         self._fixed.add(key)
 
