@@ -50,14 +50,25 @@ def run_package(root, args, inputs=None) -> int:
     if inputs is None and args.inputs:
         inputs = profiling.load_inputs_npz(args.inputs, pkg.inputs)
     cuts = [c for c in args.at.split(",") if c] if getattr(args, "at", None) else None
+    threads = args.threads if args.threads else 1
     prof = profiling.profile_package(pkg, inputs, device=args.device, accuracy_floor=args.accuracy_floor,
-                                     repeat=args.repeat, threads=args.threads if args.threads else 1,
-                                     progress=not args.json, cuts=cuts)
+                                     repeat=args.repeat, threads=threads, progress=not args.json, cuts=cuts,
+                                     local_variants=_declared_variants(pkg, threads))
     if args.json:
         print_json(prof.to_dict())
         return 0
     _print_package(pkg, prof)
     return 0
+
+
+def _declared_variants(pkg, threads):
+    """The package's own variants, exits and branch pairs (``edgeinf variant ...``), so the
+    controller can choose them from the same cost table as splits and offload."""
+    from ..local import executors
+    from ..plan import LOCAL
+
+    return {plan: (lambda feeds, e=ex: e.run(feeds)[0])
+            for plan, ex in executors(pkg, threads=threads).items() if plan != LOCAL}
 
 
 def _print_package(pkg, prof) -> None:
