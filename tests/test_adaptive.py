@@ -115,10 +115,13 @@ def test_cpu_load_from_another_process_raises_the_prediction_and_moves_the_plan(
         try:
             # what local costs on this device right now, as the controller itself sees it
             local_only = [c for c in prof.costs() if c.plan == LOCAL]
+            # NOTE: the fastest of 30 runs, after a pause: right after profiling, BLAS threads
+            # still spinning from the host-speed matmul made idle runs 7x slow in CI
+            time.sleep(1.0)
             with edgeinf.AdaptiveRuntime(pkg, costs=local_only) as probe_rt:
-                for _ in range(20):
+                for _ in range(30):
                     probe_rt.run(_x())
-                idle_ms = probe_rt.ctl.decide(time.monotonic()).predicted(LOCAL).latency_ms
+                idle_ms = min(h.run.timings["full"] for h in probe_rt.history)
             # offload costs 1.3x that: local wins until the device slows down
             off = next(c for c in prof.costs() if c.plan.kind == "offload")
             costs = local_only + [replace(off, server_ms=1.3 * idle_ms, up_bytes=2000, encode_ms=0.0)]
@@ -126,22 +129,24 @@ def test_cpu_load_from_another_process_raises_the_prediction_and_moves_the_plan(
                 for t in threading.enumerate():
                     if t is not threading.main_thread() and t.native_id:
                         os.sched_setaffinity(t.native_id, {srv_cpu})
-                idle_pred, loaded_pred, plans_loaded = _load_moves_the_plan(rt, dev_cpu)
+                idle_slow, loaded_slow, plans_loaded = _load_moves_the_plan(rt, dev_cpu)
         finally:
             os.sched_setaffinity(0, before)
-    idle_off = sum(h.plan.kind == "offload" for h in rt.history[20:30])
+    idle_off = sum(h.plan.kind == "offload" for h in rt.history[40:50])
     loaded_off = sum(p.kind == "offload" for p in plans_loaded)
     trail = [(str(h.plan), h.reason) for h in rt.history]
-    assert loaded_pred > 1.3 * idle_pred, (idle_pred, loaded_pred)
+    # the predicted device time is the profiled time x this slowdown
+    assert loaded_slow > 1.3 * idle_slow, (idle_slow, loaded_slow)
     assert loaded_off > idle_off and loaded_off >= 5, (idle_off, loaded_off, rt.last_predictions,
                                                        rt.history[-1].estimates, trail)
 
 
 def _load_moves_the_plan(rt, dev_cpu):
-    for _ in range(30):  # link measured by probes, device by its own runs
+    """(idle slowdown, highest loaded slowdown, plans of the last 10 loaded requests)."""
+    for _ in range(50):  # link measured by probes, device by its own runs
         rt.run(_x())
         time.sleep(0.02)
-    idle_pred = rt.ctl.decide(time.monotonic()).predicted(LOCAL).latency_ms
+    idle = float(np.median([h.estimates["slowdown"] for h in rt.history[40:50]]))
     hogs = _hogs(5, dev_cpu)  # this thread's share of its core drops to about a sixth
     try:
         time.sleep(0.6)
@@ -150,7 +155,8 @@ def _load_moves_the_plan(rt, dev_cpu):
             time.sleep(0.02)
         d = rt.ctl.decide(time.monotonic())
         rt.last_predictions = [(str(p.plan), round(p.latency_ms, 2)) for p in d.predictions]
-        return idle_pred, d.predicted(LOCAL).latency_ms, [h.plan for h in rt.history[-10:]]
+        loaded = max(h.estimates["slowdown"] for h in rt.history[50:])
+        return idle, loaded, [h.plan for h in rt.history[-10:]]
     finally:
         for h in hogs:
             h.kill()
