@@ -140,19 +140,25 @@ class Package:
                 "model": self.model.to_dict(), "cuts": sorted(self.cuts)}
 
 
+def read_json(path: Path, limit: int, hint: str = "") -> tuple:
+    """(raw bytes, parsed JSON) of a package file, its size checked before it is read."""
+    size = path.stat().st_size
+    if size > limit:
+        raise PackageError(f"{path} is {size} bytes; the limit is {limit}")
+    raw = path.read_bytes()
+    try:
+        return raw, json.loads(raw)
+    except ValueError as e:
+        raise PackageError(f"{path} is not valid JSON ({e}){hint}") from None
+
+
 def open_package(root: Union[str, Path], verify: bool = True) -> Package:
     """Open a package directory; check every file's hash unless ``verify=False``."""
     root = Path(root)
     mpath = root / MANIFEST
     if not mpath.is_file():
         raise PackageError(f"{root} is not a model package: {MANIFEST} not found")
-    raw = mpath.read_bytes()
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise PackageError(f"{mpath} is {len(raw)} bytes; the limit is {MAX_MANIFEST_BYTES}")
-    try:
-        manifest = json.loads(raw)
-    except ValueError as e:
-        raise PackageError(f"{mpath} is not valid JSON: {e}") from None
+    raw, manifest = read_json(mpath, MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PackageError(f"{mpath}: 'format' must be {FORMAT!r}")
     version = manifest.get("version")

@@ -145,19 +145,13 @@ def load_profile(pkg) -> Profile:
         No ``profile.json`` yet, an unreadable one, or one measured on a different package
         (its package hash or model SHA-256 differs from the package's now).
     """
-    from ..package import Package, open_package
+    from ..package import Package, open_package, read_json
 
     pkg = pkg if isinstance(pkg, Package) else open_package(pkg)
     path = Path(pkg.root) / FILE
     if not path.is_file():
         raise PackageError(f"package {pkg.name!r} has no {FILE}: run `edgeinf profile {pkg.root}`")
-    raw = path.read_bytes()
-    if len(raw) > MAX_BYTES:
-        raise PackageError(f"{path} is {len(raw)} bytes; the limit is {MAX_BYTES}")
-    try:
-        doc = json.loads(raw)
-    except ValueError as e:
-        raise PackageError(f"{path} is not valid JSON ({e}): run `edgeinf profile {pkg.root}` again") from None
+    _, doc = read_json(path, MAX_BYTES, f": run `edgeinf profile {pkg.root}` again")
     prof = Profile.from_dict(doc)
     if prof.model_sha256 != pkg.model.sha256:
         raise PackageError(f"{path} is stale: profiled model sha256 {prof.model_sha256[:12]}..., the package's is "
