@@ -224,7 +224,8 @@ class AdaptiveRuntime:
         self.ctl.observe(self.clock(), self._measured(d.plan, res, deadline_s))
         pred = d.predicted()
         out = AdaptiveResult(res.outputs, d.plan, d.reason, pred.latency_ms if pred else math.nan,
-                             (time.perf_counter() - t0) * 1e3, res.outcome, d.probe, res, _estimates(self.ctl, now))
+                             (time.perf_counter() - t0) * 1e3, res.outcome, d.probe, res,
+                             _estimates(self.ctl.last_estimates))
         self.history.append(out)
         del self.history[:-1000]  # NOTE: bounded: a daemon runs this for weeks
         return out
@@ -235,7 +236,7 @@ class AdaptiveRuntime:
         if res.outcome != "offload" and res.transport == "skipped":
             # the runtime did not even try the link (too little time left): a bound on the
             # link (it had that long) moves the controller off the plan
-            sent = res.bytes_sent or self.ctl.costs[plan].up_bytes if plan in self.ctl.costs else res.bytes_sent
+            sent = res.bytes_sent or self.ctl.costs[plan].up_bytes  # nothing left: the plan's own size
             return Measured(plan, False, 0.0, sent, waited_ms=deadline_s * 1e3)
         if res.outcome != "offload":
             waited = tm.get("send_wait") if res.transport == "timeout" else None
@@ -322,8 +323,7 @@ class AdaptiveRuntime:
         self.close()
 
 
-def _estimates(ctl: Controller, now: float) -> dict:
-    e = ctl.estimates(now)
+def _estimates(e) -> dict:
     return {"up": e.link.up, "mbps": round(e.link.mbps, 3), "rtt_ms": round(e.link.rtt_ms, 3),
             "confidence": round(e.link.confidence, 3), "slowdown": round(e.slowdown, 3),
             "server_queue_ms": round(e.server_queue_ms, 3), "server_factor": round(e.server_factor, 3)}
@@ -341,6 +341,6 @@ def _num(v) -> float:
 
 
 def _default_samples(pkg: Package) -> Dict[str, np.ndarray]:
-    from . import profiling
+    from .profiling import sample_inputs
 
-    return profiling.sample_inputs(pkg)
+    return sample_inputs(pkg)

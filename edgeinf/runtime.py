@@ -93,6 +93,7 @@ class EdgeRuntime:
         self._best_ms: Dict[tuple, float] = {}  # (stage key) -> fastest ms seen: pacing reference
         self._fixed: set = set()  # stage keys whose reference was set from outside
         self._local: Optional[dict] = None  # Plan -> edgeinf.local executor, found on first use
+        self._axes_of: Dict[str, dict] = {}  # cut -> pack() kwargs
 
     def close(self) -> None:
         if self._own_client and self.client is not None:
@@ -153,7 +154,11 @@ class EdgeRuntime:
         make a tail fail). Without samples, inputs are drawn from the model's specs.
         """
         plan = plan or self.plan
-        feeds = dict(samples) if samples is not None else _spec_samples(self.package.inputs)
+        if samples is None:
+            from .profiling import sample_inputs
+
+            samples = sample_inputs(self.package)
+        feeds = dict(samples)
         if plan.kind == "split":
             crossing = self._time_role("head", plan.cut, feeds)
             self._time_role("tail", plan.cut, crossing)
@@ -261,8 +266,10 @@ class EdgeRuntime:
         """Per-tensor channel axes the split engine recorded (NHWC: -1, NCHW: 1), for ``-pc`` codecs."""
         if cut is None:
             return {}
-        axes = getattr(self.package.cut(cut), "channel_axes", None)
-        return {"axes": axes()} if callable(axes) and axes() else {}
+        if cut not in self._axes_of:  # NOTE: once per cut, not per request
+            axes = self.package.cut(cut).channel_axes()
+            self._axes_of[cut] = {"axes": axes} if axes else {}
+        return self._axes_of[cut]
 
     def _pace(self, key, t0: float) -> None:
         """EMULATED slower device: stretch a stage begun at ``t0`` to pace x its best time."""
@@ -294,13 +301,6 @@ class EdgeRuntime:
             self.observer(res)
         except Exception:  # an observer bug must not fail the request it observes
             log.exception("EdgeRuntime observer failed")
-
-
-def _spec_samples(specs) -> Dict[str, np.ndarray]:
-    from .split.inputs import sample_inputs
-
-    shapes = {s.name: tuple(d if isinstance(d, int) and d > 0 else 1 for d in s.shape) for s in specs}
-    return sample_inputs(list(specs), shapes)
 
 
 def _ms(seconds: float) -> float:

@@ -50,12 +50,14 @@ class Controller:
         self.server = ServerEstimator()
         self.state = State()
         self.switches = 0
+        self.last_estimates: Optional[Estimates] = None
 
     def estimates(self, now_s: float) -> Estimates:
         return Estimates(self.link.estimate(now_s), self.device.slowdown(now_s), self.server.queue, self.server.factor)
 
     def decide(self, now_s: float) -> Decision:
         obs = Observation(now_s, self.estimates(now_s), self.candidates, self.objective, self.power)
+        self.last_estimates = obs.estimates  # what this decision saw (for decision records)
         before = self.state.plan
         decision, self.state = decide(obs, self.state, self.tuning)
         if before is not None and self.state.plan != before:

@@ -92,12 +92,10 @@ def worker(pkg_dir: Path, port: Optional[int] = None, timeout_s: float = 30.0) -
 
 
 def sample_set(pkg, n: int = 8) -> Tuple[List[dict], str]:
-    """``n`` input dicts for ``pkg`` and what they are: the bundled photographs for
-    image-like inputs, seeded values drawn from the specs for the rest."""
-    from ..split.inputs import is_image, sample_inputs
+    """``n`` input dicts for ``pkg`` (the shapes it was split for) and what they are: the
+    bundled photographs for image-like inputs, seeded values drawn from the specs for the rest."""
+    from ..profiling.samples import generated, shapes_of, unstack
 
-    shapes = {s.name: tuple(d if isinstance(d, int) and d > 0 else 1 for d in s.shape) for s in pkg.inputs}
-    out = [sample_inputs(list(pkg.inputs), shapes, index=i) for i in range(n)]
-    kinds = ["photographs" if is_image(shapes[s.name], s.dtype) else "values drawn from the spec"
-             for s in pkg.inputs]
-    return out, ", ".join(f"{s.name}: {k}" for s, k in zip(pkg.inputs, kinds))
+    stacked, kinds = generated(pkg.inputs, n, shapes_of(pkg))
+    words = {"photos": "photographs", "random": "values drawn from the spec"}
+    return unstack(stacked), ", ".join(f"{name}: {words.get(k, k)}" for name, k in kinds.items())
