@@ -150,3 +150,10 @@ def test_noise_does_not_flap_plans():
     _, served, ctl = _settle(Trace.steps(segs), 0.0, n=600)
     switches = sum(1 for a, b in zip(served, served[1:]) if a.plan != b.plan and "explore" not in b.reason + a.reason)
     assert switches <= 60 / 10  # at most one switch per 10 s from noise
+
+
+def test_local_only_candidates_never_probe():
+    local = [c for c in COSTS if not c.plan.remote]
+    ctl = Controller(local, OBJ)
+    d = ctl.decide(0.0)
+    assert d.plan == LOCAL and not d.probe and "local only" in d.reason

@@ -169,6 +169,10 @@ def decide(obs: Observation, state: State, tuning: Tuning = Tuning()) -> Tuple[D
     preds = tuple(predict(c, obs.estimates, obs.power, z=tuning.z) for c in obs.candidates)
     by_plan: Dict[Plan, Prediction] = {p.plan: p for p in preds}
     link = obs.estimates.link
+    if not any(p.plan.remote for p in preds):  # a local-only runtime: no link to wait for or probe
+        best = rank(preds, obs.objective)
+        return Decision(best.plan, "local only (no remote plans)", False, None, preds), \
+            replace(state, plan=best.plan, n=state.n + 1)
     if not link.up or link.confidence <= 0.0:
         # NOTE: a link never measured is not trusted either: start local and probe, so a
         # cold start on a bad link costs probes, not requests (never worse than local)
