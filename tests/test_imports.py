@@ -74,6 +74,7 @@ RANKS = {
     "edgeinf.evaluation": 6,
     "edgeinf.bench": 7,  # suites are CLI subcommands
     "edgeinf.cli": 7, "edgeinf.__main__": 7, "edgeinf": 7,
+    "edgeinf.daemon": 7,  # the device daemon: a process, like the CLI
 }
 
 
