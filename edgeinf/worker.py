@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence
 import zmq
 
 from .errors import BackendError, CodecError, ConfigError, InputError, ProtocolError
+from .llm.sessions import SessionError, UnknownModel
 from .package import Package
 from .transport import _util, protocol
 from .transport.protocol import ErrorCode, Kind
@@ -65,6 +66,10 @@ class WorkerConfig:
     broker_key: Optional[str] = None     # broker mode: the broker's public .key (CURVE backend)...
     worker_key: Optional[str] = None     # ...and this worker's .key_secret, in the broker's --worker-allow
     rcvhwm: int = 4                      # messages libzmq buffers per peer before it stops reading
+    llm_ctx: int = 2048                  # language models: context tokens per model
+    llm_sessions: int = 64               # ...sessions kept (LRU beyond)...
+    llm_session_bytes: int = 512 * 2**20  # ...their parked KV bytes in all...
+    llm_idle_s: float = 600.0            # ...and how long an unused one is kept
     limits: protocol.Limits = field(default_factory=protocol.Limits)
 
 
@@ -78,7 +83,7 @@ class _Graph:
 class _Job:
     key: tuple
     msg: protocol.Message
-    graph: _Graph
+    graph: Optional[_Graph]     # None: an LLM operation
     deadline: float             # time.monotonic()
     owner: object               # whose in-flight budget it uses
     envelopes: List[list] = field(default_factory=list)
@@ -88,10 +93,13 @@ class _Job:
 class Worker:
     """Serve tails (and full models, for offload) of one or more packages."""
 
-    def __init__(self, packages: Sequence[Package], config: WorkerConfig = WorkerConfig()):
-        if not packages:
-            raise ConfigError("a worker needs at least one --package")
+    def __init__(self, packages: Sequence[Package], config: WorkerConfig = WorkerConfig(),
+                 llms: Optional[Dict[str, object]] = None):
+        if not packages and not llms:
+            raise ConfigError("a worker needs at least one --package or --llm")
         self.packages = {p.hash: p for p in packages}
+        self.llm_paths = dict(llms or {})  # name -> GGUF path
+        self._llm = None                   # SessionStore (initialize)
         self.config = config
         self.limits = config.limits          # narrowed to the served graphs by initialize()
         self.max_message = None              # total bytes of one message (initialize)
@@ -133,6 +141,12 @@ class Worker:
             self._graphs[(pkg.hash, None)] = self._graph(pkg.session("full", threads=cfg.threads))
             for cut_id in pkg.cuts:
                 self._graphs[(pkg.hash, cut_id)] = self._graph(pkg.session("tail", cut_id, threads=cfg.threads))
+        if self.llm_paths:
+            from .backends import load
+            from .llm.sessions import SessionStore
+
+            models = {name: load(path, threads=cfg.threads, n_ctx=cfg.llm_ctx) for name, path in self.llm_paths.items()}
+            self._llm = SessionStore(models, cfg.llm_sessions, cfg.llm_session_bytes, cfg.llm_idle_s)
         self.limits, self.max_message = self._served_limits()
         self.ctx = zmq.Context()
         if curve:
@@ -159,8 +173,8 @@ class Worker:
             t = threading.Thread(target=self._executor, name=f"edgeinf-exec-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        log.info("worker serving %d package(s) on %s with %d executor(s), queue %d, frames <= %d bytes%s",
-                 len(self.packages), self.endpoint, cfg.workers, cfg.queue, self.limits.max_frame,
+        log.info("worker serving %d package(s), %d language model(s) on %s with %d executor(s), queue %d, frames <= %d bytes%s",
+                 len(self.packages), len(self.llm_paths), self.endpoint, cfg.workers, cfg.queue, self.limits.max_frame,
                  ", CURVE" if curve else "")
         return self
 
@@ -177,6 +191,9 @@ class Worker:
             sizes = [s.nbytes() for s in specs]
             largest, total = max(largest, max(sizes, default=0)), max(total, sum(sizes))
             count = max(count, len(specs))
+        if self._llm is not None:  # a token history of the longest context, int32
+            ctx = max(m.model.n_ctx for m in self._llm.models.values()) * 4
+            largest, total, count = max(largest, ctx), max(total, ctx), max(count, 1)
         tensor = min(cap.max_tensor_bytes, int(largest * (1 + CODEC_SLACK)) + CODEC_HEAD)
         limits = replace(cap, max_tensor_bytes=tensor)
         return limits, int(total * (1 + CODEC_SLACK)) + CODEC_HEAD * (1 + count) + limits.max_meta
@@ -310,12 +327,13 @@ class Worker:
         return envelope, user, msg
 
     def _dispatch(self, envelope: list, user: str, msg: protocol.Message, late: float) -> None:
-        if msg.kind == Kind.INFER:
+        if msg.kind in (Kind.INFER, Kind.LLM):
             return self._admit(envelope, user, msg, late)
         if msg.kind == Kind.HEARTBEAT:
             return self._send(envelope, Kind.HEARTBEAT, {"load": self.load()})
         if msg.kind == Kind.HELLO:
-            return self._send(envelope, Kind.HELLO, self.hello(user))
+            rid = {"id": msg.id} if msg.id is not None else {}  # a request()'s HELLO: answer by id
+            return self._send(envelope, Kind.HELLO, {**self.hello(user), **rid})
         self._error(envelope, ErrorCode.PROTOCOL, f"unexpected {msg.kind.name}", msg.id)
 
     def _key(self, envelope: list, user: str, msg: protocol.Message) -> tuple:
@@ -359,7 +377,7 @@ class Worker:
             self.stats["expired"] += 1
             return self._error(envelope, ErrorCode.EXPIRED, "deadline passed before it could start; not executed", rid)
         try:
-            graph = self._check(msg)
+            graph = self._check(msg) if msg.kind == Kind.INFER else self._check_llm(msg)
         except (ProtocolError, CodecError, InputError) as e:
             self.stats["errors"] += 1
             fallback = ErrorCode.CODEC if isinstance(e, CodecError) else ErrorCode.BAD_INPUT
@@ -400,6 +418,17 @@ class Worker:
             if t.dtype != spec.dtype.name or not spec.matches(t.shape):
                 raise InputError(f"tensor {spec.describe()} was given {t.dtype}{list(t.shape)}")
         return graph
+
+    def _check_llm(self, msg: protocol.Message) -> None:
+        if self._llm is None or msg.meta["model"] not in self._llm.models:
+            served = self._llm.names() if self._llm else []
+            raise _Refused(ErrorCode.UNKNOWN_MODEL, f"no language model {protocol._quote(msg.meta['model'])} here; "
+                           f"serving {served}")
+        if len(msg.tensors) != 1 or msg.tensors[0].name != "tokens" or msg.tensors[0].dtype != "int32" \
+                or len(msg.tensors[0].shape) != 1 or msg.codecs and msg.codecs[0] != "raw":
+            raise InputError("an LLM request carries one raw int32 1-D tensor named 'tokens'; got "
+                             + protocol._quote([t.to_dict() for t in msg.tensors], 200))
+        return None
 
     def _send(self, envelope: list, kind: Kind, meta: dict, frames=(), flags: int = 0) -> None:
         try:
@@ -444,10 +473,18 @@ class Worker:
         t0 = time.perf_counter()
         with self._lock:
             self._busy += 1
+        extra = {}
         try:
-            outputs = job.graph.session.run(_util.unpack(job.msg, self.limits))
+            if job.graph is None:
+                extra, outputs = self._run_llm(job)
+            else:
+                outputs = job.graph.session.run(_util.unpack(job.msg, self.limits))
             specs, frames = protocol.pack_raw(outputs)
             code = None
+        except SessionError as e:
+            code, err = ErrorCode.SESSION, e
+        except UnknownModel as e:
+            code, err = ErrorCode.UNKNOWN_MODEL, e
         except (ProtocolError, InputError) as e:
             code, err = ErrorCode.BAD_INPUT, e
         except CodecError as e:
@@ -465,7 +502,16 @@ class Worker:
             self._count("errors")
             return Kind.ERROR, protocol.error_meta(code, f"{type(err).__name__}: {err}", rid), ()
         self._count("executed")
-        return Kind.RESULT, {"id": rid, "tensors": specs, "service_ms": round(ms, 3)}, frames
+        return Kind.RESULT, {"id": rid, "tensors": specs, "service_ms": round(ms, 3), **extra}, frames
+
+    def _run_llm(self, job: _Job):
+        """One session operation; the session belongs to (CURVE user, client name)."""
+        import numpy as np
+
+        tokens = _util.unpack(job.msg, self.limits)["tokens"].tolist()
+        owner = (job.key[0], job.key[1])
+        meta, out, lps = self._llm.handle(owner, job.msg.meta, tokens)
+        return meta, {"tokens": np.asarray(out, np.int32), "logprobs": np.asarray(lps, np.float32)}
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -506,6 +552,8 @@ class Worker:
         authenticated (CURVE on) or trusted by the bind (loopback, broker backend); an open
         plaintext bind (``--allow-plaintext``) shows protocol, codecs and load only."""
         out = {"proto": protocol.PROTOCOL_VERSION, "codecs": _util.codec_names(), "load": self.load()}
+        if self._llm is not None:
+            out["models"] = self._llm.names()
         if (self._security is not None and user) or (self._security is None and self._details):
             out.update(pkgs=sorted(self.packages), cuts={h[:16]: sorted(p.cuts) for h, p in self.packages.items()},
                        stats=dict(self.stats))

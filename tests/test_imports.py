@@ -69,6 +69,9 @@ RANKS = {
     "edgeinf.dynamic": 5, "edgeinf.dynamic.variants": 3, "edgeinf.dynamic.branch": 3,
     "edgeinf.dynamic.calibrate": 3, "edgeinf.dynamic.macs": 3, "edgeinf.dynamic.digits": 3,
     "edgeinf.dynamic.video": 3,
+    # llm/: the engine-side pieces (sampling, worker sessions, model files) are model-layer;
+    # the generator and the remote session use the transport client
+    "edgeinf.llm": 5, "edgeinf.llm.sampling": 3, "edgeinf.llm.sessions": 3, "edgeinf.llm.models": 3,
     "edgeinf.transport": 4, "edgeinf.netem": 4,
     "edgeinf.runtime": 5, "edgeinf.local": 5, "edgeinf.adaptive": 5, "edgeinf.worker": 5,
     "edgeinf.evaluation": 6,

@@ -19,11 +19,11 @@ def test_numbers_are_pinned():
     assert P.HEADER.size == 16 and P.MAGIC == b"EINF" and P.PROTOCOL_VERSION == 1
     assert {k.name: int(k) for k in Kind} == {
         "HELLO": 1, "INFER": 2, "RESULT": 3, "ERROR": 4, "BUSY": 5, "HEARTBEAT": 6, "LOAD": 7,
-        "READY": 8, "DISCONNECT": 9, "CANCEL": 10}
+        "READY": 8, "DISCONNECT": 9, "CANCEL": 10, "LLM": 11}
     assert {c.name: int(c) for c in ErrorCode} == {
         "PROTOCOL": 1, "VERSION": 2, "UNKNOWN_PACKAGE": 3, "UNKNOWN_CUT": 4, "BAD_INPUT": 5, "CODEC": 6,
         "EXPIRED": 7, "BACKEND": 8, "AUTH": 9, "INTERNAL": 10, "NO_WORKER": 11, "RETRY_WINDOW": 12,
-        "CANCELLED": 13}
+        "CANCELLED": 13, "SESSION": 14, "UNKNOWN_MODEL": 15}
 
 
 def test_protocol_module_is_pure():

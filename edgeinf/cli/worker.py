@@ -12,7 +12,14 @@ def register(sub) -> None:
     where.add_argument("--bind", default="tcp://127.0.0.1:5555",
                        help="ROUTER endpoint to bind (default loopback tcp://127.0.0.1:5555; port * picks one)")
     where.add_argument("--connect", help="instead of binding, connect to a broker's worker endpoint")
-    p.add_argument("--package", action="append", required=True, metavar="DIR", help="model package (repeatable)")
+    p.add_argument("--package", action="append", default=[], metavar="DIR", help="model package (repeatable)")
+    p.add_argument("--llm", action="append", default=[], metavar="NAME=GGUF",
+                   help="serve a GGUF language model under NAME (repeatable): per-client sessions, KV kept here")
+    p.add_argument("--llm-ctx", type=int, default=2048, help="context tokens per language model (default 2048)")
+    p.add_argument("--llm-sessions", type=int, default=64, help="language-model sessions kept (LRU beyond; default 64)")
+    p.add_argument("--llm-session-mb", type=float, default=512.0,
+                   help="parked session KV kept, MiB in all (LRU beyond; default 512)")
+    p.add_argument("--llm-idle", type=float, default=600.0, help="seconds an unused session is kept (default 600)")
     p.add_argument("--workers", type=int, default=2, help="executor threads (default 2)")
     p.add_argument("--queue", type=int, default=8, help="requests queued beyond running ones before BUSY (default 8)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per session")
@@ -37,20 +44,40 @@ def run(args) -> int:
     from ..transport.protocol import Limits
     from ..worker import Worker, WorkerConfig
 
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    if not args.package and not args.llm:
+        raise ConfigError("a worker needs at least one --package DIR or --llm NAME=GGUF")
+    llms = {}
+    for spec in args.llm:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--llm takes NAME=GGUF (e.g. smollm2=/models/smollm2.gguf); got {spec!r}")
+        if name in llms:
+            raise ConfigError(f"--llm {name} given twice")
+        if not Path(path).is_file():
+            raise ConfigError(f"--llm {name}: no file {path}")
+        llms[name] = path
     pkgs = [open_package(d, verify=not args.no_verify) for d in args.package]
     cfg = WorkerConfig(bind=args.bind, connect=args.connect, workers=args.workers, queue=args.queue,
                        threads=args.threads, curve_secret=args.curve_secret, allow_dir=args.allow,
                        allow_plaintext=args.allow_plaintext, drain_s=args.drain,
                        per_client=args.per_client, retry_window_s=args.retry_window,
-                       broker_key=args.broker_key, worker_key=args.worker_key,
+                       broker_key=args.broker_key, worker_key=args.worker_key, llm_ctx=args.llm_ctx,
+                       llm_sessions=args.llm_sessions, llm_session_bytes=int(args.llm_session_mb * 2**20),
+                       llm_idle_s=args.llm_idle,
                        limits=Limits(max_tensor_bytes=int(args.max_tensor_mb * 2**20)))
-    worker = Worker(pkgs, cfg)
+    worker = Worker(pkgs, cfg, llms=llms)
     try:
         worker.initialize()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop())
         # the one line scripts and tests wait for (the port may have been chosen by the OS)
         print(f"edgeinf worker: serving {len(pkgs)} package(s) on {worker.endpoint}", flush=True)
+        for name, path in llms.items():
+            print(f"  llm {name} {path}", flush=True)
         for p in pkgs:
             print(f"  package {p.name} {p.hash} cuts {sorted(p.cuts)}", flush=True)
         worker.serve()

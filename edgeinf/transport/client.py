@@ -103,6 +103,8 @@ class _Request:
     nbytes: int
     tried: List[str] = field(default_factory=list)
     endpoint: Optional[_Endpoint] = None
+    kind: Kind = Kind.INFER
+    pin: Optional[str] = None  # only this endpoint (a session lives there); no retry elsewhere
 
 
 class Client:
@@ -162,6 +164,23 @@ class Client:
         meta = {"id": rid, "client": self.name, "pkg": pkg, "cut": cut, "codec": codec, "tensors": tensors}
         body = [memoryview(f).nbytes for f in frames]
         req = _Request(rid, list(frames), meta, time.monotonic() + timeout, Future(), sum(body))
+        if self._closed:
+            req.future.set_result(Reply(Outcome.DOWN, rid, error="client closed"))
+            return req.future
+        self._cmds.put(req)
+        os.write(self._wake_w, b"x")
+        return req.future
+
+    def request(self, kind: Kind, meta: dict, frames: list = (), *, timeout: float = 1.0,
+                endpoint: Optional[str] = None) -> Future:
+        """Send one request of ``kind`` (INFER, LLM) with ``meta`` (``id``, ``client`` and
+        ``budget_ms`` are filled in); ``endpoint`` pins it to one server (no retry elsewhere).
+        The Future resolves to a :class:`Reply` by ``timeout`` seconds."""
+        rid = next(self._ids)
+        meta = {**meta, "id": rid, "client": self.name}
+        body = [memoryview(f).nbytes for f in frames]
+        req = _Request(rid, list(frames), meta, time.monotonic() + timeout, Future(), sum(body),
+                       kind=kind, pin=endpoint)
         if self._closed:
             req.future.set_result(Reply(Outcome.DOWN, rid, error="client closed"))
             return req.future
@@ -248,12 +267,13 @@ class Client:
 
     def _dispatch(self, req: _Request) -> None:
         now = time.monotonic()
-        usable = (e for e in self.endpoints if e.usable(now) and e.url not in req.tried)
+        usable = (e for e in self.endpoints if e.usable(now) and e.url not in req.tried
+                  and (req.pin is None or e.url == req.pin))
         cands = sorted(usable, key=_Endpoint.score)
         for e in cands:
             req.meta["budget_ms"] = round(max(req.deadline - now, 0.0) * 1e3, 3)
             try:
-                _util.send_frames(e.sock, protocol.encode(Kind.INFER, req.meta, req.frames), zmq.NOBLOCK)
+                _util.send_frames(e.sock, protocol.encode(req.kind, req.meta, req.frames), zmq.NOBLOCK)
             except zmq.Again:  # no completed connection (IMMEDIATE): try the next one
                 req.tried.append(e.url)
                 continue
@@ -288,7 +308,8 @@ class Client:
             e.load = msg.meta["load"]
         if msg.kind in (Kind.HEARTBEAT, Kind.HELLO, Kind.LOAD):
             self._ready.set()
-            return
+            if not (msg.kind == Kind.HELLO and msg.id in self._pending):
+                return  # a HELLO with the id of a request() is that request's answer
         self._on_answer(e, msg, sum(len(f) for f in frames))
 
     def _on_answer(self, e: _Endpoint, msg: protocol.Message, nbytes: int) -> None:
@@ -300,7 +321,7 @@ class Client:
                 self.late += 1  # finished already (timeout/fallback): never deliver twice
             return
         base = dict(id=req.id, endpoint=e.url, bytes_sent=req.nbytes, bytes_recv=nbytes, load=e.load or None)
-        if msg.kind == Kind.RESULT:
+        if msg.kind in (Kind.RESULT, Kind.HELLO):
             cached = bool(msg.flags & protocol.FLAG_CACHED)
             self._finish(req, Reply(Outcome.OK, message=msg, cached=cached, **base))
         elif msg.kind == Kind.BUSY:

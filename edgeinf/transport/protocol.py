@@ -7,7 +7,7 @@ JSON metadata block; frames 1..n are raw tensor bytes (or codec buffers), one pe
     offset size  field
     0      4     magic      b"EINF"
     4      1     version    1 (PROTOCOL_VERSION)
-    5      1     kind       Kind (HELLO=1 ... DISCONNECT=9)
+    5      1     kind       Kind (HELLO=1 ... LLM=11)
     6      2     flags      bit 0: FLAG_CACHED (a RESULT replayed from the idempotency cache)
     8      2     ntensors   number of tensor frames that follow (== len(meta["tensors"]))
     10     2     reserved   0
@@ -63,6 +63,7 @@ class Kind(IntEnum):
     READY = 8       # worker -> broker: I can take work (with capacity)
     DISCONNECT = 9  # worker -> broker: I am leaving
     CANCEL = 10     # client -> server: I gave up on request ``id`` (ran it locally); drop it if not started
+    LLM = 11        # client -> server: a language-model session operation (open/step/verify/close) on token ids
 
 
 class ErrorCode(IntEnum):
@@ -81,9 +82,11 @@ class ErrorCode(IntEnum):
     NO_WORKER = 11       # broker: no live worker could take it
     RETRY_WINDOW = 12    # a retry of an id whose answer is no longer cached: refused, never run twice
     CANCELLED = 13       # the client cancelled it (CANCEL) before it started; it was not executed
+    SESSION = 14         # LLM: no such session of yours (expired, evicted, foreign) or n_past mismatch: reopen
+    UNKNOWN_MODEL = 15   # LLM: no language model of that name here
 
 
-_TENSOR_KINDS = (Kind.INFER, Kind.RESULT)
+_TENSOR_KINDS = (Kind.INFER, Kind.RESULT, Kind.LLM)
 _KINDS = {int(k): k for k in Kind}
 
 
@@ -409,6 +412,18 @@ _SCHEMA: Dict[str, Callable[[Any], bool]] = {
     "cuts": _cuts,
     "stats": _numbers,
     "spread": lambda v: type(v) is list and len(v) <= 1024 and all(_uint(x) for x in v),
+    # LLM (docs/protocol.md "Language-model sessions")
+    "op": lambda v: v in ("open", "step", "verify", "close"),
+    "model": lambda v: _short_str(v, 128),
+    "session": lambda v: _short_str(v, 64),
+    "n_past": lambda v: _uint(v, 1 << 20),
+    "n": lambda v: _uint(v, 1024),
+    "accepted": lambda v: _uint(v, 1024),
+    "temperature": lambda v: _num(v, 0.0, 10.0),
+    "top_k": lambda v: _uint(v, 1 << 20),
+    "top_p": lambda v: _num(v, 0.0, 1.0) and v > 0,
+    "seed": _uint,
+    "models": _str_list,
 }
 _REQUIRED = {
     Kind.INFER: ("id", "budget_ms", "pkg", "tensors"),
@@ -416,6 +431,7 @@ _REQUIRED = {
     Kind.ERROR: ("code",),
     Kind.BUSY: ("id",),
     Kind.CANCEL: ("id",),
+    Kind.LLM: ("id", "budget_ms", "op", "model", "tensors"),
 }
 
 
