@@ -64,6 +64,7 @@ RANKS = {
     "edgeinf.plan": 2, "edgeinf.controller": 2,  # the pure decision code: values in, values out
     "edgeinf.backends": 3, "edgeinf.package": 3, "edgeinf.split": 3, "edgeinf.zoo": 3, "edgeinf.models": 3,
     "edgeinf.photos": 3, "edgeinf.profiling": 3,
+    "edgeinf.bottleneck": 3,  # teacher conversion, training, export, calibration (torch: train time only)
     # dynamic/: manifest reading, pure policy and fitting are model-layer; the digits and hand
     # wrappers, declaring and calibrating run edgeinf.local executors (orchestration)
     "edgeinf.dynamic": 5, "edgeinf.dynamic.variants": 3, "edgeinf.dynamic.branch": 3,
