@@ -13,7 +13,7 @@ from typing import Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
-from ..errors import BackendError, InputError
+from ..errors import BackendError, InputError, ModelError
 from ..types import TensorSpec, shape_str
 
 log = logging.getLogger("edgeinf")
@@ -38,7 +38,7 @@ class Model:
         self._lock = threading.Lock()
         try:
             self._load()
-        except BackendError:
+        except (BackendError, ModelError):
             raise
         except Exception as e:  # engine errors come in many types; give them context once
             raise BackendError(f"{self.backend} could not load {self._where()}: {e}") from e

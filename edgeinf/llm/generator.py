@@ -96,14 +96,17 @@ class Generator:
     gamma : speculate: the first draft length (then adapted); ``adapt_gamma=False`` fixes it
     timeout_s : one cloud step's allowance (plus a per-token share)
     retry_s : after a failure, how often to try the cloud again
+    calibration : an :class:`edgeinf.llm.calibrate.Calibration` of this edge/cloud pair:
+        its threshold, escalation fraction and agreements replace the defaults
+    pace : emulate an edge device this many times slower than this host (each edge decode
+        is followed by a sleep of ``(pace - 1)`` times its duration); 1: this host as it is
     """
 
     def __init__(self, edge, endpoints: Union[None, str, Sequence[str]] = None, *, cloud_model: Optional[str] = None,
                  mode: str = "auto", objective: str = "latency", agreement_floor: float = 0.0,
                  threshold: float = 0.5, gamma: int = 4, adapt_gamma: bool = True, tokens_per_step: int = 8,
                  threads: Optional[int] = None, n_ctx: int = 2048, timeout_s: float = 2.0, retry_s: float = 1.0,
-                 escalate_fraction: float = 0.3, edge_agreement: float = 0.8, escalate_agreement: float = 0.95,
-                 **client_options):
+                 calibration=None, pace: float = 1.0, **client_options):
         if mode not in ("auto",) + MODES:
             raise ConfigError(f"mode must be one of {('auto',) + MODES}; got {mode!r}")
         if mode != "local" and mode != "auto" and not endpoints:
@@ -131,8 +134,15 @@ class Generator:
         self.edge_ms = _Ema()
         self.cloud_ms, self.verify_ms, self.rtt_ms = _Ema(), _Ema(), _Ema()
         self.acceptance = _Ema(0.7, 0.2)
-        self.escalated = _Ema(escalate_fraction, 0.1)
-        self.edge_agreement, self.escalate_agreement = edge_agreement, escalate_agreement
+        if pace < 1.0:
+            raise ConfigError(f"pace must be >= 1 (an emulated device slower than this host); got {pace}")
+        self.pace = pace
+        fraction, self.edge_agreement, self.escalate_agreement = 0.3, 0.8, 0.95
+        if calibration is not None:
+            self.threshold = calibration.threshold
+            fraction, self.edge_agreement = calibration.escalate_fraction, calibration.edge_agreement
+            self.escalate_agreement = calibration.agreement
+        self.escalated = _Ema(fraction, 0.1)
         self.server_queue = 0.0
         self._down_until = 0.0
         self.last: Optional[Completion] = None
@@ -332,8 +342,15 @@ class _Answer:
     def _edge_token(self):
         t0 = time.perf_counter()
         logits = self.lm.sync(self.history)
-        self.g.edge_ms.add((time.perf_counter() - t0) * 1e3)
+        self.g.edge_ms.add(self._paced(t0))
         return self.sampler.pick(logits), logits
+
+    def _paced(self, t0: float, n: int = 1) -> float:
+        """ms per token of the edge work since ``t0``, slowed to the emulated device first."""
+        took = time.perf_counter() - t0
+        if self.g.pace > 1.0:
+            time.sleep(took * (self.g.pace - 1.0))
+        return took * self.g.pace * 1e3 / n
 
     def _cloud_step(self):
         left = self.max_tokens - len(self.tokens)
@@ -367,7 +384,7 @@ class _Answer:
             if t in self.lm.eog or i == gamma - 1:
                 break
             logits = self.lm.feed([t])
-        self.g.edge_ms.add((time.perf_counter() - t0) * 1e3 / len(drafts))
+        self.g.edge_ms.add(self._paced(t0, len(drafts)))
         step = self.remote.verify(self.history, drafts)
         self.g._account(step, len(drafts) + 1, "verify")
         self.drafted += len(drafts)

