@@ -56,6 +56,7 @@ class LLMSpec:
     gguf: str
     mode: str = "auto"
     n_ctx: int = 2048
+    threads: int = 2  # decode is memory-bound: 2 threads of a Pi's 4 cores leave room for vision models
 
     def __post_init__(self):
         _check_name(self.name, "llm")
