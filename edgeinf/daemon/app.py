@@ -186,6 +186,7 @@ async def status(d: Daemon, request: Request):
         models[name] = {"kind": "vision", "deadline_ms": m.deadline_ms, "device": m.rt.device_label,
                         "plan": rows[-1]["plan"] if rows else None, "estimates": m.last_estimates,
                         "plans": sorted(str(c.plan) for c in m.rt.costs),
+                        "remote": any(c.plan.remote for c in m.rt.costs),
                         "history": [[round(r["t"], 3), r["ms"], r["plan"], r["mbps"], r["outcome"]] for r in rows]}
     for name, g in d.llms.items():
         models[name] = {"kind": "llm", **g.status_dict()}
