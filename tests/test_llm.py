@@ -132,8 +132,8 @@ def test_sessions_are_isolated_bounded_and_verify_exactly(cloud):
     assert len(out) == 4 and n_past == len(ids) + 3 and all(lp <= 0 for lp in lps)
     with pytest.raises(SessionError):  # another client naming alice's session
         store.handle(("", "mallory"), {"op": "step", "model": "m", "session": sid, "n_past": n_past, "n": 1}, [])
-    with pytest.raises(SessionError, match="holds"):
-        store.handle(("", "alice"), {"op": "step", "model": "m", "session": sid, "n_past": 3, "n": 1}, [])
+    with pytest.raises(SessionError, match="holds"):  # the edge can never know more than the session
+        store.handle(("", "alice"), {"op": "step", "model": "m", "session": sid, "n_past": n_past + 5, "n": 1}, [])
     with pytest.raises(UnknownModel):
         store.handle(("", "alice"), {"op": "open", "model": "nope", "n": 1}, ids)
     with pytest.raises(InputError, match="vocabulary"):
@@ -152,6 +152,12 @@ def test_sessions_are_isolated_bounded_and_verify_exactly(cloud):
     meta, got2, _ = store.handle(("", "alice"), {"op": "verify", "model": "m", "session": sid,
                                                  "n_past": n_past, "n": 1}, wrong)
     assert meta["accepted"] == 0 and len(got2) == 1 and meta["n_past"] == n_past + 1  # rejected draft rolled back
+    # an edge that lost a reply knows less than the session: it is cut back to the edge's history
+    meta, again, _ = store.handle(("", "alice"), {"op": "step", "model": "m", "session": sid,
+                                                  "n_past": len(ids), "n": 1}, out[:3])
+    assert meta["n_past"] == len(ids) + 3 and again == [out[3]]
+    n_past = meta["n_past"]
+    meta = {"n_past": n_past}
     # two more sessions: the least recently used (alice's) is evicted; she gets SESSION, not a crash
     for who in ("bob", "carol"):
         store.handle(("", who), {"op": "open", "model": "m", "n": 1}, ids)

@@ -309,8 +309,9 @@ class _Answer:
         self.stops, self.want_lp, self.mode, self.max_tokens = stops, want_logprobs, mode, max_tokens
         self.remote: Optional[RemoteSession] = None
         self.degraded = False
-        self.reopen = None          # (future, history length) while the cloud is being retried
+        self.reopen = None          # "wait", or the Future of a resume, while the cloud is retried
         self.next_retry = 0.0
+        self.failed_tries = 0
         self.tokens: List[int] = []
         self.sources: List[str] = []
         self.logprobs: List[float] = []
@@ -407,28 +408,30 @@ class _Answer:
         self.g._down_until = time.monotonic() + self.g.retry_s
         self.next_retry = time.monotonic() + self.g.retry_s
         if self.remote is not None:
-            self.remote.id, self.remote.endpoint = None, None
-            self.reopen = ("wait", 0)
+            self.reopen = "wait"  # the session stays known: the worker may still hold it
 
     def _maybe_back(self) -> None:
-        """While degraded: reopen the session in the background every retry_s; use it once it answers."""
+        """While degraded: every retry_s, in the background, bring the cloud session up to the
+        history (the same session when the worker still has it); use it once it answers."""
         if self.reopen is None or self.remote is None:
             return
-        fut, n_hist = self.reopen
         now = time.monotonic()
-        if fut == "wait":
+        if self.reopen == "wait":
             if now >= self.next_retry and self.mode != "local":
-                self.reopen = self.remote.open_async(self.history, timeout_s=min(self.g.timeout_s, 1.0))
+                self.reopen = self.remote.resume_async(self.history, timeout_s=min(self.g.timeout_s, 1.0))
             return
-        if not fut.done():
+        if not self.reopen.done():
             return
-        if self.remote.finish_open(fut, n_hist):
+        if self.remote.finish_resume(self.reopen):
             log.info("cloud back after %d tokens; resuming %s", len(self.tokens), self.mode)
             self.reopen = None
             self.g._down_until = 0.0
-        else:
-            self.reopen = ("wait", 0)
-            self.next_retry = now + self.g.retry_s
+            return
+        self.failed_tries += 1
+        if self.failed_tries % 3 == 0:
+            self.remote.forget()  # its worker may be gone for good: open anywhere next time
+        self.reopen = "wait"
+        self.next_retry = now + self.g.retry_s
 
     # -- text, stops, events ----------------------------------------------------------------------
     def _push(self, toks: List[int], lps: List[float], source) -> List[TokenEvent]:

@@ -8,6 +8,8 @@ error) raises :class:`LinkDown`: the caller continues on the edge.
 """
 from __future__ import annotations
 
+import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -16,8 +18,13 @@ import numpy as np
 
 from ..errors import EdgeInfError
 from ..transport.client import Client, Outcome, Reply
+from ..transport import protocol
 from ..transport.protocol import ErrorCode, Kind
 from .sampling import Sampling
+
+
+log = logging.getLogger("edgeinf.llm")
+_CLIENT_FIELDS = 64  # ',"id":N,"client":"<16 hex>","budget_ms":N.NNN'
 
 
 class LinkDown(EdgeInfError):
@@ -61,18 +68,36 @@ class RemoteSession:
         self.id, self.n_past, self.endpoint = None, 0, None
         return self._call("open", history, n, timeout_s=timeout_s)
 
-    def open_async(self, history: Sequence[int], timeout_s: float):
-        """Start reopening (the link may be back); :meth:`finish_open` takes the Future's reply."""
-        self.id, self.n_past, self.endpoint = None, 0, None
-        meta = {"op": "open", "model": self.model, "n": 0, "tensors": [], **self.sampling.to_meta()}
-        return self._submit(meta, list(history), timeout_s), len(history)
+    def resume_async(self, history: Sequence[int], timeout_s: float):
+        """Start bringing the session up to ``history`` (the link may be back): the same
+        session if the worker still has it (only the tokens it missed cross), else a new one
+        with the whole history. :meth:`finish_resume` takes the Future."""
+        if self.id is not None:
+            meta = {"op": "step", "model": self.model, "n": 0, "session": self.id, "n_past": self.n_past,
+                    "tensors": [], **self.sampling.to_meta()}
+            send = list(history[self.n_past:])
+        else:
+            meta = {"op": "open", "model": self.model, "n": 0, "tensors": [], **self.sampling.to_meta()}
+            send = list(history)
+        wait = timeout_s + self.per_token_s * len(send) / 8  # the worker prefills what it missed
+        return self._submit(meta, send, wait)
 
-    def finish_open(self, fut, n_hist: int) -> bool:
+    def finish_resume(self, fut) -> bool:
+        """True once the session holds the history again; on SESSION the next try reopens."""
         try:
-            self._reply(fut.result(), "open", time.perf_counter())
-        except LinkDown:
+            self._reply(fut.result(), "resume", time.perf_counter())
+        except _Reopen:
+            self.id, self.n_past, self.endpoint = None, 0, None
+            self.reopened += 1
+            return False
+        except LinkDown as e:
+            log.debug("cloud still unavailable: %s", e)
             return False
         return self.id is not None
+
+    def forget(self) -> None:
+        """Give up on the worker holding the session (dead for good): the next try opens anywhere."""
+        self.id, self.n_past, self.endpoint = None, 0, None
 
     def step(self, history: Sequence[int], n: int) -> Step:
         return self._call("step", history, n)
@@ -117,6 +142,9 @@ class RemoteSession:
         frames = [np.asarray(tokens, np.int32)]
         meta["tensors"] = [{"name": "tokens", "dtype": "int32", "shape": [len(tokens)]}]
         self.requests += 1
+        # the header frame too (the client counts tensor bytes only): 16 + metadata JSON, plus
+        # the id, client and budget fields the client adds
+        self.bytes_sent += protocol.HEADER.size + len(json.dumps(meta, separators=(",", ":"))) + _CLIENT_FIELDS
         return self.client.request(Kind.LLM, meta, frames, timeout=timeout_s, endpoint=self.endpoint)
 
     def _reply(self, reply: Reply, op: str, t0: float) -> Step:

@@ -15,7 +15,9 @@ Operations (``docs/protocol.md``, kind LLM):
 ``verify`` tokens = what the edge emitted since ``n_past`` followed by ``n`` draft tokens;
           returns how many drafts the cloud accepts plus the cloud's own next token.
 ``close`` drops the session.
-Every reply carries ``n_past``: the tokens the session's KV now holds. The edge's history
+Every reply carries ``n_past``: the tokens the session's KV now holds. A request's
+``n_past`` may be lower than the session's (the edge lost a reply with the link): the
+session is cut back to it, since the edge's history is the truth; never higher. The edge's history
 is those plus the returned tokens not yet fed (the last generated one is never fed until
 the next request, so the KV never holds a token the edge may not keep).
 """
@@ -105,12 +107,17 @@ class SessionStore:
             if op == "close":
                 self._drop(s.id)
                 return {"session": s.id, "n_past": 0}, [], []
-            if meta.get("n_past") != len(s.tokens):
-                raise SessionError(f"session holds {len(s.tokens)} tokens; request assumed {meta.get('n_past')}")
+            n_past = meta.get("n_past")
+            # NOTE: the edge's history is the truth. It may know less than the session holds
+            # (a reply lost with the link: the worker ran it, the edge never saw it); then the
+            # session is cut back to what the edge knows. It may never know more.
+            if not isinstance(n_past, int) or n_past > len(s.tokens):
+                raise SessionError(f"session holds {len(s.tokens)} tokens; request assumed {n_past}")
         with served.lock:
             self._activate(served, s)
             lm = served.model
-            history = s.tokens + [int(t) for t in tokens]
+            kept = s.tokens if op == "open" else s.tokens[:n_past]
+            history = kept + [int(t) for t in tokens]
             if len(history) + max(n, 1) > lm.n_ctx:
                 raise InputError(f"{len(history)} tokens + {max(n, 1)} to generate exceed the worker's context "
                                  f"of {lm.n_ctx}")
