@@ -79,6 +79,9 @@ def test_a_full_model_queue_answers_503_with_retry_after(daemon):
     rs = _burst(daemon, 6, same_client=False)
     codes = sorted(r.status_code for r in rs)
     assert codes.count(200) >= 2 and 503 in codes, codes
+    # the one admitted behind the running request waited for it (~56 ms), and says so
+    waits = [r.json()["parameters"]["edgeinf_queue_ms"] for r in rs if r.status_code == 200]
+    assert max(waits) > 10, waits
     busy = next(r for r in rs if r.status_code == 503)
     assert int(busy.headers["retry-after"]) >= 1 and "busy" in busy.json()["error"]
 
@@ -98,12 +101,15 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(cfg_file):
     d = DaemonProc("--config", str(cfg_file), "--device", "raspberry-pi-4", "--queue", "4", "--per-client", "4")
     try:
         body, headers = _body()
+        clients = [httpx.Client(timeout=30) for _ in range(4)]
+        for c in clients:  # connected before the burst, so all four arrive within one model run
+            assert c.get(f"{d.url}/v2/health/live").status_code == 200
         with cf.ThreadPoolExecutor(4) as ex:
-            futs = [ex.submit(httpx.post, f"{d.url}/v2/models/hand/infer", content=body, timeout=30,
-                              headers=dict(headers, **{"X-Client-Id": f"c{i}"})) for i in range(4)]
+            futs = [ex.submit(c.post, f"{d.url}/v2/models/hand/infer", content=body,
+                              headers=dict(headers, **{"X-Client-Id": f"c{i}"})) for i, c in enumerate(clients)]
             # all four admitted (running or queued: ~4 x 56 ms of EMULATED work to do), then TERM
             assert wait_for(lambda: 'edgeinf_inflight_requests{model="hand"} 4.0'
-                            in httpx.get(f"{d.url}/metrics", timeout=5).text, timeout=20, every=0.005)
+                            in httpx.get(f"{d.url}/metrics", timeout=5).text, timeout=10, every=0.002)
             d.proc.send_signal(15)
             codes = [f.result().status_code for f in futs]
         assert codes == [200] * 4, codes

@@ -130,9 +130,10 @@ class VisionModel:
         self.history.append(row)
         return res
 
-    def missed(self, res, deadline_ms: Optional[float]) -> bool:
+    def missed(self, res, deadline_ms: Optional[float], waited_ms: float = 0.0) -> bool:
+        """Over the deadline counting the time queued in the daemon, as the app saw it."""
         limit = self.deadline_ms if deadline_ms is None else deadline_ms
-        return math.isfinite(limit) and res.latency_ms > limit
+        return math.isfinite(limit) and waited_ms + res.latency_ms > limit
 
     def recent(self, since_s: float) -> Sequence[dict]:
         cut = time.time() - since_s
