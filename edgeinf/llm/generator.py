@@ -63,6 +63,7 @@ class Completion:
     bytes_sent: int = 0
     bytes_recv: int = 0
     requests: int = 0
+    cloud_service_ms: float = 0.0   # the worker's compute for this answer (capacity)
     drafted: int = 0
     accepted: int = 0
     choice: Optional[ModeChoice] = None
@@ -491,4 +492,4 @@ class _Answer:
             prompt_tokens=len(self.prompt), ttft_ms=self.first_ms or elapsed_ms, elapsed_ms=elapsed_ms,
             logprobs=list(self.logprobs) if self.want_lp else None, sources=list(self.sources),
             bytes_sent=r.bytes_sent if r else 0, bytes_recv=r.bytes_recv if r else 0,
-            requests=r.requests if r else 0, drafted=self.drafted, accepted=self.accepted_n, choice=self.choice)
+            requests=r.requests if r else 0, cloud_service_ms=r.service_ms if r else 0.0, drafted=self.drafted, accepted=self.accepted_n, choice=self.choice)

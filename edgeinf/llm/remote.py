@@ -62,6 +62,7 @@ class RemoteSession:
         self.reopened = 0
         self.requests = 0
         self.bytes_sent = self.bytes_recv = 0
+        self.service_ms = 0.0  # the worker's compute for this session, all replies
 
     # -- operations -------------------------------------------------------------------------
     def open(self, history: Sequence[int], n: int = 0, timeout_s: Optional[float] = None) -> Step:
@@ -157,6 +158,7 @@ class RemoteSession:
             code = reply.error_code.name if reply.error_code else ""
             raise LinkDown(f"cloud {op}: {reply.outcome.value} {code} {reply.error}".strip(), reply)
         msg = reply.message
+        self.service_ms += float(msg.meta.get("service_ms", 0.0))
         arrays = msg.arrays()
         self.id = msg.meta.get("session", self.id)
         self.n_past = int(msg.meta.get("n_past", self.n_past))
