@@ -163,3 +163,21 @@ def test_worker_cli_refuses_bad_llm_arguments(tmp_path):
     bad.write_bytes(b"GGUF" + b"\1" * 100)
     p = testing.Proc(["worker", "--bind", "tcp://127.0.0.1:*", "--llm", f"x={bad}"])
     assert p.endpoint is None and p.wait() != 0 and "could not load" in p.stderr()
+
+
+def test_generate_cli_streams_and_reports(worker):
+    import json
+    import subprocess
+    import sys
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "edgeinf", "generate", *a], capture_output=True,
+                                    text=True, timeout=120)
+    r = run("smollm2", "What is the capital of France?", "--worker", worker.endpoint, "--mode", "speculate",
+            "--max-tokens", "16", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["mode"] == "speculate" and "Paris" in out["text"] and out["tokens"] <= 16
+    r = run("smollm2", "Name three colours.", "--max-tokens", "12")
+    assert r.returncode == 0 and r.stdout.strip() and "[local" in r.stderr, r.stderr
+    r = run("smollm2", "hi", "--mode", "cloud")
+    assert r.returncode != 0 and "needs a cloud worker" in r.stderr

@@ -187,6 +187,8 @@ class Generator:
             tokens_per_step=self.tokens_per_step)
 
     def choose(self) -> ModeChoice:
+        if self.client is None:
+            return ModeChoice("local", 0, "no cloud worker configured", {"local": self.edge_ms.value or 0.0})
         return choose(self.estimates(), self.objective, self.floor)
 
     def status(self) -> dict:
