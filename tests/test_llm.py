@@ -224,3 +224,23 @@ def test_threshold_is_the_lowest_meeting_the_target():
     assert calibrate.threshold_for(conf, agree, 0.8) == pytest.approx(0.2)  # one wrong in six: 0.83
     assert calibrate.threshold_for(conf, agree, 0.5) == 0.0
     assert calibrate.threshold_for(conf, np.zeros(6, bool), 1.0) > 0.99  # escalate everything
+
+
+def test_unknown_architecture_and_idle_expiry(cloud, tmp_path):
+    data = bytearray(models.smollm2().read_bytes()[: 4 << 20])
+    key = data.find(b"general.architecture")
+    assert key > 0
+    at = data.find(b"llama", key)  # the value: gguf string (type 8, u64 length, bytes)
+    data[at:at + 5] = b"llamq"
+    odd = tmp_path / "odd.gguf"
+    odd.write_bytes(bytes(data) + models.smollm2().read_bytes()[4 << 20:])
+    with pytest.raises(ModelError, match="architecture"):
+        edgeinf.load(odd)
+    now = [0.0]
+    store = SessionStore({"m": cloud}, idle_s=10.0, clock=lambda: now[0])
+    meta, _, _ = store.handle(("", "a"), {"op": "open", "model": "m", "n": 1}, _prompt(cloud))
+    now[0] = 11.0
+    with pytest.raises(SessionError):
+        store.handle(("", "a"), {"op": "step", "model": "m", "session": meta["session"], "n_past": meta["n_past"],
+                                 "n": 1}, [])
+    assert store.stats["expired"] == 1 and store.describe()["sessions"] == 0
