@@ -175,6 +175,9 @@ class Broker:
                               {"load": self.load(), "stats": dict(self.stats), "spread": spread})
         if _CANCEL is not None and msg.kind == _CANCEL and rid is not None:
             return self._cancel(client, rid, body)
+        if msg.kind == Kind.LLM:  # a session lives on one worker: spreading its steps would lose it
+            return self._error(client, ErrorCode.PROTOCOL, "the broker does not route language-model sessions "
+                               "(kind LLM): connect the generator to a worker directly (docs/llm.md)", rid)
         if msg.kind != Kind.INFER:
             return self._error(client, ErrorCode.PROTOCOL, f"unexpected {msg.kind.name}", rid)
         self._admit(client, owner, rid, budget, msg.meta.get("client"), list(body))
