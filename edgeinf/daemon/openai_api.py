@@ -20,7 +20,7 @@ import json
 import threading
 import time
 import uuid
-from typing import Deque, Iterator, List, Optional
+from typing import Deque, Iterator, List
 
 import anyio
 from starlette.concurrency import run_in_threadpool
