@@ -278,6 +278,14 @@ class Generator:
             try:
                 self._resolve_cloud_model()
                 state.remote = RemoteSession(self.client, self.cloud_model, sampling, self.timeout_s)
+                if mode in ("escalate", "speculate"):
+                    # the cloud's prefill of the prompt overlaps the edge's: both are needed first
+                    fut = state.remote.resume_async(prompt, timeout_s=self.timeout_s)
+                    t_edge = time.perf_counter()
+                    self.lm.sync(prompt)
+                    state._paced(t_edge, 1)
+                    if not state.remote.finish_resume(fut):
+                        raise LinkDown("the cloud did not open the session")
             except LinkDown as e:
                 state.fail(e)
         try:
