@@ -79,6 +79,9 @@ RANKS = {
     "edgeinf.bench": 7,  # suites are CLI subcommands
     "edgeinf.cli": 7, "edgeinf.__main__": 7, "edgeinf": 7,
     "edgeinf.daemon": 7,  # the device daemon: a process, like the CLI
+    # scale/: the Ray Serve front and replicas run Worker machinery (orchestration); the
+    # autoscaling and capacity arithmetic is pure
+    "edgeinf.scale": 5, "edgeinf.scale.policy": 2,
 }
 
 
