@@ -1,0 +1,119 @@
+"""Scale-out arithmetic: pure functions, values in and values out (no Ray, no clocks).
+
+Two questions share one queueing view of a replica (a server of ``service_ms`` per request,
+``slots`` requests at once):
+
+* how many requests may wait on one replica before a request queued behind them misses its
+  deadline: Ray Serve's ``target_ongoing_requests`` (:func:`target_ongoing`);
+* how many replicas a request stream needs, and what a fixed number would miss
+  (:func:`replicas_needed`, :func:`capacity_misses`), for the fleet simulation.
+
+The capacity model is written out in ``docs/scale.md``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from ..errors import ConfigError
+
+
+def target_ongoing(service_ms: float, deadline_ms: float, headroom: float = 0.5, slots: int = 1) -> float:
+    """Requests per replica (running plus queued) that still leave the last one its deadline.
+
+    A request that finds ``k`` others on a replica with ``slots`` parallel slots finishes
+    after about ``(k / slots + 1) * service_ms``; keeping that under ``headroom *
+    deadline_ms`` (the rest of the deadline is the link, the edge and the time Ray takes to
+    add a replica) gives ``k + 1 <= slots * headroom * deadline_ms / service_ms``. Never
+    below 1: a replica always takes one request.
+
+    >>> target_ongoing(20, 200)
+    5.0
+    """
+    if service_ms <= 0 or deadline_ms <= 0:
+        raise ConfigError(f"service_ms and deadline_ms must be > 0; got {service_ms}, {deadline_ms}")
+    if not 0 < headroom <= 1:
+        raise ConfigError(f"headroom must be in (0, 1]; got {headroom}")
+    return max(1.0, math.floor(slots * headroom * deadline_ms / service_ms))
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Replica bounds and Ray Serve's autoscaling knobs for one deployment."""
+
+    min_replicas: int = 1
+    max_replicas: int = 2
+    target: float = 2.0              # target_ongoing_requests per replica
+    upscale_delay_s: float = 1.0
+    downscale_delay_s: float = 30.0
+    metrics_interval_s: float = 0.5
+    look_back_s: float = 2.0
+
+    def __post_init__(self):
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
+            raise ConfigError(f"need 0 <= min_replicas <= max_replicas, max >= 1; got "
+                              f"{self.min_replicas}..{self.max_replicas}")
+        if self.target <= 0:
+            raise ConfigError(f"target (ongoing requests per replica) must be > 0; got {self.target}")
+
+    def autoscaling_config(self) -> dict:
+        """Ray Serve's ``autoscaling_config`` for these bounds."""
+        return {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
+                "initial_replicas": self.min_replicas, "target_ongoing_requests": self.target,
+                "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s,
+                "metrics_interval_s": self.metrics_interval_s, "look_back_period_s": self.look_back_s}
+
+
+def scaling_for(service_ms: float, deadline_ms: float, min_replicas: int = 1, max_replicas: int = 2,
+                headroom: float = 0.5, **knobs) -> Scaling:
+    """:class:`Scaling` with the target derived from the tail's service time and the deadline."""
+    return Scaling(min_replicas, max_replicas, target_ongoing(service_ms, deadline_ms, headroom), **knobs)
+
+
+def decide(ongoing: float, replicas: int, scaling: Scaling) -> int:
+    """Replicas wanted for ``ongoing`` requests in the house: Ray Serve's rule
+    (``ceil(ongoing / target)``) within the bounds. Replayed by the fleet simulation."""
+    want = math.ceil(ongoing / scaling.target) if ongoing > 0 else scaling.min_replicas
+    return min(max(want, scaling.min_replicas), scaling.max_replicas)
+
+
+def replicas_needed(rps: float, service_ms: float, utilisation: float = 0.7) -> int:
+    """Replicas (one slot each) that serve ``rps`` at ``service_ms`` per request without
+    running above ``utilisation`` (queues grow without bound as it nears 1)."""
+    if rps < 0 or service_ms <= 0 or not 0 < utilisation <= 1:
+        raise ConfigError(f"need rps >= 0, service_ms > 0, 0 < utilisation <= 1; got {rps}, {service_ms}, {utilisation}")
+    return max(1, math.ceil(rps * service_ms / 1e3 / utilisation - 1e-9))
+
+
+def capacity_misses(arrivals_s: Sequence[float], budgets_ms: Sequence[float], service_ms: float,
+                    replicas: int) -> Dict[str, float]:
+    """Replay requests (arrival times, sorted; deadline budgets) through ``replicas`` FIFO
+    servers of ``service_ms`` each; a request whose wait plus service passes its budget is
+    a miss. Returns counts and latency quantiles of the cloud side alone (no link)."""
+    if replicas < 1:
+        raise ConfigError(f"replicas must be >= 1; got {replicas}")
+    free = [0.0] * replicas  # when each server is next free (s)
+    s = service_ms / 1e3
+    misses, lat = 0, []
+    for t, budget in zip(arrivals_s, budgets_ms):
+        i = min(range(replicas), key=free.__getitem__)
+        start = max(t, free[i])
+        free[i] = start + s
+        ms = (free[i] - t) * 1e3
+        lat.append(ms)
+        misses += ms > budget
+    lat.sort()
+    q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0.0)
+    return {"requests": len(lat), "misses": misses, "miss_rate": misses / len(lat) if lat else 0.0,
+            "p50_ms": q(0.5), "p99_ms": q(0.99)}
+
+
+def per_second(times_s: Sequence[float], window_s: float = 1.0, end_s: Optional[float] = None) -> List[float]:
+    """Events per second in consecutive windows from 0 (a rate over time)."""
+    end = end_s if end_s is not None else (max(times_s) if len(times_s) else 0.0)
+    n = max(1, math.ceil(end / window_s))
+    out = [0] * n
+    for t in times_s:
+        out[min(int(t / window_s), n - 1)] += 1
+    return [c / window_s for c in out]

@@ -1,0 +1,132 @@
+"""Scale-out on Ray Serve: the pure arithmetic, then a real local Ray Serve instance behind
+the ZeroMQ front (real package, real replicas, real kill -9)."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from edgeinf.errors import ConfigError
+from edgeinf.scale import policy
+from edgeinf.scale.policy import Scaling
+
+
+# -- pure ------------------------------------------------------------------------------------
+def test_target_ongoing_follows_service_time_and_deadline():
+    assert policy.target_ongoing(20, 200) == 5          # 0.5 x 200 / 20
+    assert policy.target_ongoing(20, 200, headroom=1.0) == 10
+    assert policy.target_ongoing(300, 200) == 1         # slower than the deadline: still one
+    assert policy.target_ongoing(20, 200, slots=2) == 10
+    with pytest.raises(ConfigError, match="service_ms"):
+        policy.target_ongoing(0, 200)
+    with pytest.raises(ConfigError, match="headroom"):
+        policy.target_ongoing(20, 200, headroom=1.5)
+
+
+def test_scaling_bounds_and_ray_config():
+    s = policy.scaling_for(20, 200, 1, 4)
+    cfg = s.autoscaling_config()
+    assert cfg["target_ongoing_requests"] == 5 and cfg["min_replicas"] == 1 and cfg["max_replicas"] == 4
+    assert [policy.decide(q, 1, s) for q in (0, 5, 6, 11, 100)] == [1, 1, 2, 3, 4]
+    with pytest.raises(ConfigError, match="min_replicas"):
+        Scaling(3, 2)
+    with pytest.raises(ConfigError, match="target"):
+        Scaling(1, 2, 0)
+
+
+def test_replicas_needed_and_capacity_misses():
+    assert policy.replicas_needed(100, 20) == 3          # 2.0 busy servers / 0.7
+    assert policy.replicas_needed(0, 20) == 1
+    # 100 req/s for 2 s at 20 ms: one server is 2x overloaded, three keep up
+    arrivals = [i / 100 for i in range(200)]
+    one = policy.capacity_misses(arrivals, [200] * 200, 20, 1)
+    three = policy.capacity_misses(arrivals, [200] * 200, 20, 3)
+    assert one["misses"] > 150 and three["misses"] == 0 and three["p99_ms"] == pytest.approx(20)
+    assert policy.per_second([0.1, 0.2, 1.5], 1.0, 2.0) == [2, 1]
+
+
+# -- a real Ray Serve instance -----------------------------------------------------------------
+def _ray_procs():
+    names = ("raylet", "gcs_server", "ServeController", "ServeReplica")
+    out = []
+    for p in psutil.process_iter(["cmdline", "ppid"]):
+        cmd = " ".join(p.info["cmdline"] or ())
+        if any(n in cmd for n in names) and str(os.getpid()) not in cmd:
+            out.append((p.pid, cmd[:80]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pkg(tmp_path_factory):
+    from edgeinf.package import open_package
+    from edgeinf.transport.testing import make_split_package
+
+    return open_package(make_split_package(tmp_path_factory.mktemp("scale") / "mnv2"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from edgeinf.scale.cluster import Cluster, RayConfig
+
+    before = {p for p, _ in _ray_procs()}
+    c = Cluster(RayConfig()).start()
+    yield c
+    c.stop()
+    end = time.monotonic() + 20
+    while time.monotonic() < end and {p for p, _ in _ray_procs()} - before:
+        time.sleep(0.5)
+    left = [p for p in _ray_procs() if p[0] not in before]
+    assert not left, f"Ray processes left behind: {left}"
+
+
+class _Front:
+    def __init__(self, cluster, pkgs, scaling, **kw):
+        from edgeinf.scale.front import RayFront, ScaleConfig
+        from edgeinf.worker import WorkerConfig
+
+        self.front = RayFront(pkgs, WorkerConfig(bind="tcp://127.0.0.1:*", queue=16),
+                              ScaleConfig(tails=scaling, **kw), cluster=cluster)
+
+    def __enter__(self):
+        self.front.initialize()
+        self.thread = threading.Thread(target=self.front.serve, daemon=True)
+        self.thread.start()
+        return self.front
+
+    def __exit__(self, *exc):
+        self.front.stop()
+        self.thread.join(30)
+        self.front.finalize()
+
+
+def test_a_package_through_the_zmq_front_is_exact(cluster, pkg):
+    """Offload and a split tail through the front equal the local graphs; HELLO and LOAD
+    look like a worker's, with the replicas counted."""
+    from edgeinf.transport import Client, protocol
+    from edgeinf.transport.testing import split_cut
+
+    x = np.random.default_rng(1).random((1, 3, 224, 224), np.float32)
+    cut = split_cut(pkg)
+    mid = pkg.session("head", cut).run({"input": x})
+    with _Front(cluster, [pkg], Scaling(1, 1)) as front, Client(front.endpoint) as c:
+        assert c.wait_ready(10)
+        specs, frames = protocol.pack_raw({"input": x})
+        r = c.infer(pkg.hash, None, specs, frames, timeout=10.0)
+        assert r.outcome.name == "OK", r
+        np.testing.assert_array_equal(r.message.arrays()["logits"], pkg.session("full").run({"input": x})["logits"])
+        specs, frames = protocol.pack_raw(mid)
+        r = c.infer(pkg.hash, cut, specs, frames, timeout=10.0)
+        assert r.outcome.name == "OK", r
+        np.testing.assert_array_equal(r.message.arrays()["logits"],
+                                      pkg.session("tail", cut).run(dict(mid))["logits"])
+        load = r.message.meta["load"]
+        assert load["replicas"] == 1 and load["workers"] == 2 and load["service_ms"] > 0
+        # a wrong input is refused at the front (no replica sees it), as by a worker
+        bad_specs, bad_frames = protocol.pack_raw({"input": x[:, :2]})
+        r = c.infer(pkg.hash, None, bad_specs, bad_frames, timeout=10.0)
+        assert r.outcome.name == "ERROR" and r.error_code == protocol.ErrorCode.BAD_INPUT
