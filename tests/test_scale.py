@@ -130,3 +130,50 @@ def test_a_package_through_the_zmq_front_is_exact(cluster, pkg):
         bad_specs, bad_frames = protocol.pack_raw({"input": x[:, :2]})
         r = c.infer(pkg.hash, None, bad_specs, bad_frames, timeout=10.0)
         assert r.outcome.name == "ERROR" and r.error_code == protocol.ErrorCode.BAD_INPUT
+
+
+@pytest.mark.slow
+def test_autoscaling_goes_from_1_to_2_replicas_under_load(cluster, pkg):
+    """Queue length drives Ray Serve's autoscaler: sustained load on one replica (target one
+    ongoing request) brings a second; every request ends in exactly one outcome."""
+    from edgeinf.bench.scaleout import drive, summarize
+
+    x = np.zeros((1, 3, 224, 224), np.float32)
+    fast = dict(upscale_delay_s=0.5, metrics_interval_s=0.2, look_back_s=1.0, downscale_delay_s=60.0)
+    seen = []
+
+    def watch(t0):
+        while time.monotonic() - t0 < 25 and (not seen or seen[-1] < 2):
+            seen.append(cluster.replicas("edgeinf-tails"))
+            time.sleep(0.25)
+
+    with _Front(cluster, [pkg], Scaling(1, 2, 1.0, **fast)) as front:
+        assert cluster.replicas("edgeinf-tails") == 1
+        run = drive(front.endpoint, pkg.hash, None, {"input": x}, clients=3, window=2, seconds=25, during=watch)
+        load = front.load()
+    s = summarize(run)
+    assert 2 in seen, f"never scaled up: replica counts seen {sorted(set(seen))}"
+    assert seen[0] == 1
+    assert s["lost"] == 0 and s["duplicated"] == 0, s
+    assert load["replicas"] == 2 and load["workers"] == 4
+
+
+@pytest.mark.slow
+def test_replica_kill_minus_9_loses_nothing(cluster, pkg):
+    """kill -9 of one of two replicas with requests in flight: every request gets exactly one
+    reply (RESULT: retried on the live replica), Ray starts a fresh replica process."""
+    from edgeinf.bench.scaleout import drive, kill_during, summarize
+
+    x = np.zeros((1, 3, 224, 224), np.float32)
+    out = {}
+    with _Front(cluster, [pkg], Scaling(2, 2)) as front:
+        cluster.wait_replicas("edgeinf-tails", 2, 60)
+        run = drive(front.endpoint, pkg.hash, None, {"input": x}, clients=4, window=2, seconds=8,
+                    during=kill_during(cluster, at_s=2.0, out=out))
+        retried = front.scale_stats["retried"]
+        assert cluster.replicas("edgeinf-tails") == 2
+    s = summarize(run)
+    assert s["lost"] == 0 and s["duplicated"] == 0, s
+    assert s["outcomes"] == {"RESULT": s["sent"]}, s
+    assert out.get("recovery_s") is not None, f"no fresh replica after the kill: {out}"
+    assert retried >= 1  # something was in flight on the victim (window 8 over 2 replicas)
