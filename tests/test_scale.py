@@ -177,3 +177,50 @@ def test_replica_kill_minus_9_loses_nothing(cluster, pkg):
     assert s["outcomes"] == {"RESULT": s["sent"]}, s
     assert out.get("recovery_s") is not None, f"no fresh replica after the kill: {out}"
     assert retried >= 1  # something was in flight on the victim (window 8 over 2 replicas)
+
+
+@pytest.mark.slow
+def test_llm_sessions_stick_to_their_replica_and_survive_its_death(cluster):
+    """Two language-model replicas: every step of a session lands on the replica that holds
+    it (random routing would miss half the time, and a miss is a reopen); kill -9 that replica
+    mid-answer: the edge gets SESSION once, reopens from its token history on the other
+    replica, and the answer goes on; Ray restarts the dead one."""
+    from edgeinf.llm.models import smollm2
+    from edgeinf.llm.remote import RemoteSession
+    from edgeinf.scale.cluster import LLMS
+    from edgeinf.scale.front import RayFront, ScaleConfig
+    from edgeinf.transport import Client
+    from edgeinf.worker import WorkerConfig
+
+    front = RayFront([], WorkerConfig(bind="tcp://127.0.0.1:*", llm_ctx=512),
+                     ScaleConfig(llm=Scaling(2, 2), replica_cpus=0.5), llms={"lm": smollm2()}, cluster=cluster)
+    front.initialize()
+    t = threading.Thread(target=front.serve, daemon=True)
+    t.start()
+    try:
+        cluster.wait_replicas(LLMS, 2, 90)
+        with Client(front.endpoint) as c:
+            assert c.wait_ready(10)
+            rs = RemoteSession(c, "lm", timeout_s=10.0)
+            history = list(range(200, 232))
+            history += rs.open(history, n=4).tokens
+            first = front._llm._where[rs.id]
+            for _ in range(6):
+                history += rs.step(history, 4).tokens
+            assert rs.reopened == 0, "a step missed its session's replica"
+            assert front._llm._where[rs.id] == first
+            victim = front.llm_handle.pid.remote(affinity=first).result(timeout_s=10)
+            os.kill(victim, signal.SIGKILL)
+            time.sleep(0.5)
+            before = len(history)
+            history += rs.step(history, 4).tokens
+            assert rs.reopened == 1 and len(history) == before + 4
+            assert rs.n_past == len(history) - 1      # the new session holds the whole history
+            assert front._llm._where[rs.id] != first
+            history += rs.step(history, 4).tokens
+            assert rs.reopened == 1
+            cluster.wait_replicas(LLMS, 2, 90)
+    finally:
+        front.stop()
+        t.join(30)
+        front.finalize()

@@ -115,6 +115,11 @@ class Cluster:
         dep = self.serve.deployment(LLMReplica, name=LLMS).options(**opts)
         return self.serve.run(dep.bind(dict(models), threads=threads, **store), name=LLMS, route_prefix=None)
 
+    def delete(self, app: str) -> None:
+        """Remove an application and its replicas (their CPUs go back to the cluster)."""
+        if self.ray.is_initialized():
+            self.serve.delete(app, _blocking=True)
+
     def replicas(self, app: str) -> int:
         """Replicas of ``app`` in state RUNNING (0 if the application is unknown)."""
         st = self.serve.status().applications.get(app)

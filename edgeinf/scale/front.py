@@ -164,8 +164,12 @@ class RayFront(Worker):
     def finalize(self) -> None:
         self._watch_stop.set()
         super().finalize()
-        if self._own_cluster and self.cluster is not None:
-            self.cluster.stop()
+        if self.cluster is not None:
+            for app, used in ((TAILS, self.tails), (LLMS, self.llm_handle)):
+                if used is not None:  # what this front deployed goes with it
+                    self.cluster.delete(app)
+            if self._own_cluster:
+                self.cluster.stop()
 
     def _watch(self) -> None:
         while not self._watch_stop.wait(1.0):

@@ -69,7 +69,8 @@ class LLMReplica:
         out_meta, out, lps = self.store.handle(owner, meta, tokens)
         return out_meta, out, lps, self.replica, (time.perf_counter() - t0) * 1e3
 
-    def pid(self) -> int:
+    def pid(self, affinity: Optional[str] = None) -> int:
+        """This process's PID (``affinity`` picks the replica, for tests and benchmarks)."""
         return os.getpid()
 
 
