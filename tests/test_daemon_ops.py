@@ -4,6 +4,7 @@ systemd unit (parsed, sandboxed, its command line valid, ``systemd-analyze verif
 from __future__ import annotations
 
 import concurrent.futures as cf
+import time
 import configparser
 import shlex
 import shutil
@@ -201,3 +202,41 @@ def test_systemd_analyze_verify(tmp_path):
     r = subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     complaints = [ln for ln in (r.stdout + r.stderr).splitlines() if "edgeinf-" in ln]
     assert r.returncode == 0 and not complaints, r.stdout + r.stderr
+
+
+def test_other_load_is_everything_but_the_model_itself():
+    from edgeinf.daemon.models import other_load
+
+    # 2 cores at 80%: a model that ran 0.4 s of a 0.5 s window on 1 thread used 40% of the machine
+    assert other_load(80.0, 0.4, 0.5, 1, 2) == pytest.approx(40.0)
+    assert other_load(80.0, 0.0, 0.5, 1, 2) == 80.0  # an idle model: all of it is someone else's
+    assert other_load(30.0, 0.5, 0.5, 2, 2) == 0.0  # never negative
+    assert other_load(100.0, 5.0, 0.5, 4, 2) == 0.0  # own share capped at the machine
+
+
+def test_one_models_traffic_is_load_for_the_other_models_controller(tmp_path):
+    """In one daemon, hammering `hand` shows up as device load for `lite` (the runtime's own
+    rule would have subtracted the whole process, hiding it) and not for `hand` itself."""
+    import re
+
+    cfg = tmp_path / "d.toml"
+    cfg.write_text(CONFIG + '[models.lite]\nsource = "hand_landmark_lite"\ncuts = "none"\n')
+    with DaemonProc("--config", str(cfg), "--queue", "8", "--per-client", "8") as d:  # real speed: busy = CPU
+        body, headers = _body()
+        end = time.monotonic() + 3.0
+
+        def hammer(i):
+            with httpx.Client(timeout=30) as c:
+                while time.monotonic() < end:
+                    assert c.post(f"{d.url}/v2/models/hand/infer", content=body,
+                                  headers=dict(headers, **{"X-Client-Id": f"h{i}"})).status_code == 200
+
+        with cf.ThreadPoolExecutor(2) as ex:
+            futs = [ex.submit(hammer, i) for i in range(2)]
+            time.sleep(2.0)
+            text = httpx.get(f"{d.url}/metrics", timeout=5).text
+            for f in futs:
+                f.result()
+        other = {m: float(v) for m, v in re.findall(r'edgeinf_device_other_cpu_percent\{model="(\w+)"\} (\S+)', text)}
+        # two clients back to back keep one engine thread busy: about half of 2 cores, counted for lite only
+        assert other["lite"] - other["hand"] >= 20.0, other

@@ -38,7 +38,8 @@ class Daemon:
     def __init__(self, cfg: DaemonConfig, models: Mapping[str, object], llms: Optional[Mapping[str, object]] = None):
         self.cfg, self.models, self.llms = cfg, dict(models), dict(llms or {})
         self.admission = Admission(cfg.queue, cfg.per_client)
-        self.metrics = Metrics(lambda: self.models)
+        self.device_load = None  # the server starts a models.DeviceLoad
+        self.metrics = Metrics(lambda: self.models, lambda: self.device_load)
         self.locks: Dict[str, asyncio.Lock] = {}
         self.limit = int(cfg.max_body_mb * 2**20)
         self.started = time.time()

@@ -20,6 +20,8 @@ edgeinf_link_up                           gauge      model (1 up, 0 down)
 edgeinf_worker_queue                      gauge      model (queue length in the last load report)
 edgeinf_worker_service_seconds            gauge      model (service time in the last load report)
 edgeinf_device_slowdown_ratio             gauge      model (predicted local slowdown from load)
+edgeinf_device_other_cpu_percent          gauge      model (CPU of all but this model: other
+                                                     processes and the daemon's other models)
 edgeinf_device_cpu_load_ratio             gauge      (1-minute load average / cores)
 edgeinf_device_cpu_percent                gauge      (all processes, 0-100)
 edgeinf_device_temperature_celsius        gauge      (absent where the platform has no sensor)
@@ -30,7 +32,7 @@ edgeinf_llm_tokens_total                  counter    model, source (edge | cloud
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -41,7 +43,7 @@ BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1
 
 
 class Metrics:
-    def __init__(self, models: Callable[[], Mapping[str, object]]):
+    def __init__(self, models: Callable[[], Mapping[str, object]], load: Optional[Callable[[], object]] = None):
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("edgeinf_requests", "Inference requests by model, plan and outcome",
@@ -59,7 +61,7 @@ class Metrics:
                                     registry=r)
         self.llm_tokens = Counter("edgeinf_llm_tokens", "Generated tokens by where they were produced",
                                   ["model", "source"], registry=r)
-        r.register(_Live(models))
+        r.register(_Live(models, load))
 
     def observe(self, model: str, res, missed: bool) -> None:
         plan = str(res.plan)
@@ -74,8 +76,8 @@ class Metrics:
 class _Live(Collector):
     """Values read at scrape time from the models' last estimates and from the OS."""
 
-    def __init__(self, models: Callable[[], Mapping[str, object]]):
-        self.models = models
+    def __init__(self, models: Callable[[], Mapping[str, object]], load: Optional[Callable[[], object]] = None):
+        self.models, self.load = models, load
 
     def describe(self):
         return []  # NOTE: dynamic families: nothing to check at registration
@@ -87,8 +89,12 @@ class _Live(Collector):
             ("link_up", "1 when the controller believes the link is up"),
             ("worker_queue", "Queue length in the worker's last load report"),
             ("worker_service_seconds", "Service time in the worker's last load report"),
-            ("device_slowdown_ratio", "Predicted local slowdown from device load"))}
+            ("device_slowdown_ratio", "Predicted local slowdown from device load"),
+            ("device_other_cpu_percent", "CPU used by everything but this model (other processes, other models)"))}
+        others = getattr(self.load(), "last", {}) if self.load else {}
         for name, m in self.models().items():
+            if name in others:
+                fams["device_other_cpu_percent"].add_metric([name], others[name])
             est, load = getattr(m, "last_estimates", {}) or {}, getattr(m, "server_load", {}) or {}
             if est:
                 fams["link_bandwidth_bits_per_second"].add_metric([name], float(est.get("mbps", 0.0)) * 1e6)
@@ -100,10 +106,10 @@ class _Live(Collector):
             if isinstance(load.get("service_ms"), (int, float)):
                 fams["worker_service_seconds"].add_metric([name], float(load["service_ms"]) / 1e3)
         yield from fams.values()
-        yield from _device()
+        yield from _device(getattr(self.load(), "total", None) if self.load else None)
 
 
-def _device():
+def _device(total: Optional[float]):
     import psutil
 
     from .. import device
@@ -112,8 +118,10 @@ def _device():
     g = GaugeMetricFamily("edgeinf_device_cpu_load_ratio", "1-minute load average per core")
     g.add_metric([], os.getloadavg()[0] / cores)
     yield g
-    g = GaugeMetricFamily("edgeinf_device_cpu_percent", "CPU use of all processes since the last scrape (0-100)")
-    g.add_metric([], psutil.cpu_percent(None))
+    # NOTE: the daemon's load sampler's reading (psutil's interval state is process-wide:
+    # a second reader here would shorten the sampler's windows)
+    g = GaugeMetricFamily("edgeinf_device_cpu_percent", "CPU use of all processes, last 0.5 s (0-100)")
+    g.add_metric([], psutil.cpu_percent(None) if total is None else total)
     yield g
     # NOTE: the device module's sensor choice (CPU package first), shared rather than copied
     t = device._temperature()

@@ -89,8 +89,13 @@ class VisionModel:
         if cfg.server_key:
             opts.update(server_key=cfg.server_key, client_key=cfg.client_key)
         t0 = time.perf_counter()
+        # NOTE: watch_system off: the daemon's DeviceLoad feeds the device estimator instead
+        # (the runtime's own rule would hide the other models' work in this process)
         self.rt = AdaptiveRuntime(self.root, list(cfg.workers) or None, objective=spec.objective,
-                                  deadline_ms=spec.deadline_ms, device=cfg.device, threads=cfg.threads, **opts)
+                                  deadline_ms=spec.deadline_ms, device=cfg.device, threads=cfg.threads,
+                                  watch_system=False, **opts)
+        self.threads = cfg.threads
+        self.busy_s = 0.0  # wall time spent inferring, for DeviceLoad
         self.load_s = time.perf_counter() - t0
         self.inputs = self.rt.package.inputs
         self.outputs = self.rt.package.outputs
@@ -121,7 +126,11 @@ class VisionModel:
     def infer(self, feeds: Mapping[str, np.ndarray], deadline_ms: Optional[float] = None):
         """Run one request through the adaptive runtime; the result and its history row."""
         with self.lock:
-            res = self.rt.run(feeds, deadline_ms=deadline_ms)
+            t0 = time.perf_counter()
+            try:
+                res = self.rt.run(feeds, deadline_ms=deadline_ms)
+            finally:
+                self.busy_s += time.perf_counter() - t0
         est = res.estimates
         self.last_estimates = est
         self.server_load = dict(res.run.load or {}) if res.run else {}
@@ -141,6 +150,65 @@ class VisionModel:
 
     def close(self) -> None:
         self.rt.close()
+
+
+def other_load(total_percent: float, busy_s: float, window_s: float, threads: int, cores: int) -> float:
+    """CPU percent (of the machine) used by everything except one model: the machine's total
+    minus that model's own inference (``busy_s`` of wall time on ``threads`` threads in the window)."""
+    own = 100.0 * min(busy_s * max(threads, 1) / max(window_s, 1e-6), cores) / max(cores, 1)
+    return min(max(total_percent - own, 0.0), 100.0)
+
+
+class DeviceLoad:
+    """One load sampler for the whole daemon, feeding every model's device estimator.
+
+    The runtime alone subtracts its whole process's CPU from the device load (its own
+    inference is what it predicts). In the daemon that process also runs the other models,
+    so each model is given the load of everything but itself: other processes and the other
+    models' requests. A device busy with one app's model thus looks slower to the others,
+    whose controllers then prefer offload.
+    """
+
+    def __init__(self, models: Mapping[str, VisionModel], every_s: float = 0.5):
+        import psutil
+
+        self.psutil, self.models, self.every_s = psutil, models, every_s
+        self.cores = psutil.cpu_count(logical=True) or 1
+        self._stop = threading.Event()
+        self._seen = {n: m.busy_s for n, m in models.items()}
+        psutil.cpu_percent(None)
+        self._t = time.monotonic()
+        self.last: Dict[str, float] = {}
+        self.total: Optional[float] = None
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        window, self._t = now - self._t, now
+        self.total = total = self.psutil.cpu_percent(None)
+        try:
+            freq = self.psutil.cpu_freq()
+        except (OSError, NotImplementedError, AttributeError):  # not every board exposes it
+            freq = None
+        cur, top = (freq.current, freq.max) if freq is not None and freq.max else (None, None)
+        for name, m in self.models.items():
+            busy, self._seen[name] = m.busy_s - self._seen[name], m.busy_s
+            self.last[name] = other_load(total, busy, window, m.threads, self.cores)
+            m.rt.ctl.device.observe_system(self.last[name], cur, top, self.cores)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.sample()
+            except Exception:  # noqa: BLE001 - a failed reading must not end the sampler
+                log.warning("device load sample failed", exc_info=True)
+
+    def start(self) -> "DeviceLoad":
+        if self.models:
+            threading.Thread(target=self.run, name="edgeinf-device-load", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def load_all(cfg: DaemonConfig) -> Dict[str, VisionModel]:

@@ -61,10 +61,14 @@ def serve(cfg: DaemonConfig, log_level: str = "info") -> int:
             m.close()
         raise
     d = Daemon(cfg, models, llms)
+    from .models import DeviceLoad
+
+    d.device_load = DeviceLoad(models).start()
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
+        d.device_load.stop()
         for m in list(d.models.values()) + list(d.llms.values()):
             m.close()  # after the drain: no request is running any more
 
