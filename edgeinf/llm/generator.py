@@ -64,6 +64,8 @@ class Completion:
     bytes_recv: int = 0
     requests: int = 0
     cloud_service_ms: float = 0.0   # the worker's compute for this answer (capacity)
+    edge_compute_ms: float = 0.0    # the edge's decoding (paced), prefill excluded
+    verifies: int = 0               # speculate: verification round trips
     drafted: int = 0
     accepted: int = 0
     choice: Optional[ModeChoice] = None
@@ -284,6 +286,7 @@ class Generator:
                     t_edge = time.perf_counter()
                     self.lm.sync(prompt)
                     state._paced(t_edge, 1)
+                    state.edge_compute_ms = 0.0  # prefill: not per-token decoding
                     if not state.remote.finish_resume(fut):
                         raise LinkDown("the cloud did not open the session")
             except LinkDown as e:
@@ -328,7 +331,8 @@ class _Answer:
         self.logprobs: List[float] = []
         self.finish: Optional[str] = None
         self.first_ms: Optional[float] = None
-        self.drafted = self.accepted_n = 0
+        self.drafted = self.accepted_n = self.verifies = 0
+        self.edge_compute_ms = 0.0
         self.choice = None
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         self.text = ""          # emitted text
@@ -362,6 +366,7 @@ class _Answer:
         took = time.perf_counter() - t0
         if self.g.pace > 1.0:
             time.sleep(took * (self.g.pace - 1.0))
+        self.edge_compute_ms += took * self.g.pace * 1e3
         return took * self.g.pace * 1e3 / n
 
     def _cloud_step(self):
@@ -400,6 +405,7 @@ class _Answer:
         step = self.remote.verify(self.history, drafts)
         self.g._account(step, len(drafts) + 1, "verify")
         self.drafted += len(drafts)
+        self.verifies += 1
         self.accepted_n += step.accepted
         self.g.acceptance.add(step.accepted / len(drafts))
         if self.g.adapt_gamma:
@@ -502,4 +508,5 @@ class _Answer:
             prompt_tokens=len(self.prompt), ttft_ms=self.first_ms or elapsed_ms, elapsed_ms=elapsed_ms,
             logprobs=list(self.logprobs) if self.want_lp else None, sources=list(self.sources),
             bytes_sent=r.bytes_sent if r else 0, bytes_recv=r.bytes_recv if r else 0,
-            requests=r.requests if r else 0, cloud_service_ms=r.service_ms if r else 0.0, drafted=self.drafted, accepted=self.accepted_n, choice=self.choice)
+            requests=r.requests if r else 0, cloud_service_ms=r.service_ms if r else 0.0,
+            edge_compute_ms=self.edge_compute_ms, verifies=self.verifies, drafted=self.drafted, accepted=self.accepted_n, choice=self.choice)
