@@ -181,3 +181,24 @@ def test_generate_cli_streams_and_reports(worker):
     assert r.returncode == 0 and r.stdout.strip() and "[local" in r.stderr, r.stderr
     r = run("smollm2", "hi", "--mode", "cloud")
     assert r.returncode != 0 and "needs a cloud worker" in r.stderr
+
+
+@pytest.mark.slow
+def test_bench_llm_json_has_the_documented_keys():
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "edgeinf", "bench", "llm", "--rtt-ms", "5", "--prompts", "1",
+                        "--max-tokens", "12", "--failover", "1", "--json"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert {"pair", "modes", "speculate_exact", "failover", "capacity"} <= out.keys()
+    assert set(out["modes"]) == {"local", "cloud", "escalate", "speculate"}
+    for mode, rows in out["modes"].items():
+        row = rows["5.0"]
+        assert {"tok_s", "ttft_ms", "cloud_token_fraction", "agreement", "bytes_per_token", "acceptance"} <= row.keys()
+        assert row["tok_s"] > 0 and 0 <= row["cloud_token_fraction"] <= 1 and 0 <= row["agreement"] <= 1
+    assert out["modes"]["local"]["5.0"]["bytes_per_token"] == 0 and out["modes"]["cloud"]["5.0"]["agreement"] == 1
+    assert out["failover"]["answers"] == 2 and out["failover"]["completed"] == 2
+    assert isinstance(out["speculate_exact"], bool) and out["capacity"]["5.0"]["bound"] > 1
