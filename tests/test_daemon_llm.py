@@ -95,3 +95,31 @@ def test_a_client_hanging_up_mid_stream_frees_the_model(daemon, client):
     r = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hi"}], max_tokens=2,
                                        temperature=0)
     assert r.choices[0].message.content is not None
+
+
+def test_collaboration_with_a_worker_says_cloud_then_degraded_when_the_worker_dies(tmp_path):
+    """A real worker serving SmolLM2 for the cloud side: the daemon's answers say which mode
+    ran (cloud, or what auto chose), and after the worker dies the edge finishes alone."""
+    from edgeinf.llm.models import smollm2
+    from edgeinf.transport.testing import Proc
+
+    gguf = smollm2()
+    cfg = tmp_path / "d.toml"
+    cfg.write_text(f'[llms.cloud]\ngguf = "{gguf}"\nmode = "cloud"\n[llms.auto]\ngguf = "{gguf}"\nmode = "auto"\n')
+    w = Proc(["worker", "--bind", "tcp://127.0.0.1:*", "--llm", f"smollm2={gguf}", "--no-verify"])
+    try:
+        with DaemonProc("--config", str(cfg), "--worker", w.endpoint) as d:
+            c = openai.OpenAI(base_url=d.url + "/v1", api_key="none", max_retries=0, timeout=120)
+            msgs = [{"role": "user", "content": "Say hi."}]
+            r = c.chat.completions.create(model="cloud", messages=msgs, max_tokens=5, temperature=0)
+            ext = r.model_extra["edgeinf"]
+            assert ext["mode"] == "cloud" and ext["cloud_tokens"] == r.usage.completion_tokens and not ext["degraded"]
+            r = c.chat.completions.create(model="auto", messages=msgs, max_tokens=5, temperature=0)
+            assert r.model_extra["edgeinf"]["mode"] in ("local", "cloud", "escalate", "speculate")
+            w.kill()
+            r = c.chat.completions.create(model="cloud", messages=msgs, max_tokens=5, temperature=0)
+            ext = r.model_extra["edgeinf"]
+            assert ext["degraded"] is True and ext["edge_tokens"] >= 1 and r.choices[0].message.content
+            assert d.stop() == 0
+    finally:
+        w.kill()
