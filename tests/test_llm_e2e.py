@@ -202,3 +202,40 @@ def test_bench_llm_json_has_the_documented_keys():
     assert out["modes"]["local"]["5.0"]["bytes_per_token"] == 0 and out["modes"]["cloud"]["5.0"]["agreement"] == 1
     assert out["failover"]["answers"] == 2 and out["failover"]["completed"] == 2
     assert isinstance(out["speculate_exact"], bool) and out["capacity"]["5.0"]["bound"] > 1
+
+
+def test_curve_identity_owns_the_session_even_with_a_spoofed_client_name(tmp_path, edge):
+    import shutil
+    import subprocess
+    import sys
+
+    def gen(name):
+        subprocess.run([sys.executable, "-m", "edgeinf", "keys", "generate", str(tmp_path / "keys"), "--name", name],
+                       check=True, capture_output=True)
+        return tmp_path / "keys" / f"{name}.key", tmp_path / "keys" / f"{name}.key_secret"
+
+    keys = {n: gen(n) for n in ("server", "alice", "mallory")}
+    allow = tmp_path / "allow"
+    allow.mkdir()
+    for n in ("alice", "mallory"):  # both may use the worker; neither may use the other's session
+        shutil.copy(keys[n][0], allow / f"{n}.key")
+    with testing.llm_worker("--curve-secret", str(keys["server"][1]), "--allow", str(allow)) as w:
+        alice = Client(w.endpoint, server_key=keys["server"][0], client_key=keys["alice"][1])
+        mallory = Client(w.endpoint, server_key=keys["server"][0], client_key=keys["mallory"][1])
+        mallory.name = alice.name  # spoof the client name: the CURVE key still tells them apart
+        try:
+            assert alice.wait_ready(5) and mallory.wait_ready(5)
+            ids = edge.tokenize(edge.chat_prompt(ASK))
+            meta = {"op": "open", "model": "smollm2", "n": 1,
+                    "tensors": [{"name": "tokens", "dtype": "int32", "shape": [len(ids)]}]}
+            r = alice.request(Kind.LLM, meta, [np.asarray(ids, np.int32)], timeout=10).result(15)
+            assert r.ok, r
+            steal = {"op": "step", "model": "smollm2", "n": 1, "session": r.message.meta["session"],
+                     "n_past": r.message.meta["n_past"], "tensors": [{"name": "tokens", "dtype": "int32", "shape": [0]}]}
+            r = mallory.request(Kind.LLM, steal, [np.zeros(0, np.int32)], timeout=10).result(15)
+            assert r.error_code == ErrorCode.SESSION, r
+            r = alice.request(Kind.LLM, steal, [np.zeros(0, np.int32)], timeout=10).result(15)
+            assert r.ok, r
+        finally:
+            alice.close()
+            mallory.close()
