@@ -207,7 +207,12 @@ class Generator:
         """Measure the cloud (decode and verify speed, round trip) with a tiny session; True if it answered."""
         if self.client is None:
             return False
-        self._resolve_cloud_model()
+        try:
+            self._resolve_cloud_model()
+        except LinkDown as e:
+            log.info("cloud probe failed: %s", e)
+            self._down_until = time.monotonic() + self.retry_s
+            return False
         remote = RemoteSession(self.client, self.cloud_model, Sampling(), self.timeout_s)
         ids = self.lm.tokenize("Hello", add_bos=None) or [0]
         try:
