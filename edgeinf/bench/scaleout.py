@@ -1,0 +1,241 @@
+"""``edgeinf bench scaleout``: the Ray Serve front vs itself at 1 and 2 replicas, vs the plain
+worker, and under a replica kill -9.
+
+Every number comes through the ZeroMQ front with raw DEALER clients that count every reply
+frame by request id (so a duplicate cannot hide in a client library): ``lost`` = no reply by
+the budget + 1 s, ``duplicated`` = more than one reply for one id. The tail is the
+mobilenetv2 test package's full model (CPU-bound, one intra-op thread per replica). All on
+this host: a local Ray instance on 127.0.0.1 with ``num_cpus`` = the machine's cores, the
+front and the load generator in this process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+SCALEOUT_KEYS = ("replicas_1", "replicas_2", "scale_ratio", "ray_vs_worker", "kill")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("scaleout", help="Ray Serve front: 1 vs 2 replicas, vs the plain worker, replica kill -9")
+    p.add_argument("--seconds", type=float, default=8.0, help="load per measurement (default 8)")
+    p.add_argument("--clients", type=int, default=4, help="closed-loop clients (default 4)")
+    p.add_argument("--window", type=int, default=2, help="requests each client keeps in flight (default 2)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=run)
+
+
+# -- the load generator ---------------------------------------------------------------------
+def drive(endpoint: str, pkg: str, cut: Optional[str], inputs: Dict[str, np.ndarray], *, clients: int = 4,
+          window: int = 2, seconds: float = 5.0, budget_ms: float = 3000.0, during=None) -> dict:
+    """Closed-loop load: ``clients`` DEALERs each keep ``window`` INFERs in flight for
+    ``seconds``; ``during(t0)`` runs in its own thread meanwhile (a kill, say). Returns every
+    request's replies: ``{(client, id): {"sent": t, "replies": [(kind, t), ...]}}`` plus timing."""
+    from ..transport import protocol
+
+    specs, frames = protocol.pack_raw(inputs)
+    records: Dict[tuple, dict] = {}
+    lock = threading.Lock()
+    t0 = time.monotonic()
+    side = threading.Thread(target=during, args=(t0,), daemon=True) if during else None
+    threads = [threading.Thread(target=_client, daemon=True,
+                                args=(endpoint, f"bench-{i}-{os.getpid()}", pkg, cut, specs, frames, window,
+                                      t0 + seconds, budget_ms, records, lock)) for i in range(clients)]
+    for t in threads + ([side] if side else []):
+        t.start()
+    for t in threads:
+        t.join(seconds + budget_ms / 1e3 + 10)
+    if side:
+        side.join(60)
+    return {"records": records, "seconds": seconds, "t0": t0}
+
+
+def _client(endpoint, name, pkg, cut, specs, frames, window, stop_at, budget_ms, records, lock):
+    import zmq
+
+    from ..transport import protocol
+    from ..transport.protocol import Kind
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(endpoint)
+    rid, outstanding = 0, {}
+    try:
+        while True:
+            now = time.monotonic()
+            while now < stop_at and len(outstanding) < window:
+                rid += 1
+                meta = {"id": rid, "client": name, "pkg": pkg, "cut": cut, "codec": "raw", "tensors": specs,
+                        "budget_ms": budget_ms}
+                sock.send_multipart(protocol.encode(Kind.INFER, meta, frames), copy=False)
+                outstanding[rid] = now + budget_ms / 1e3 + 1.0
+                with lock:
+                    records[(name, rid)] = {"sent": now, "replies": []}
+            if not outstanding and now >= stop_at:
+                return
+            if outstanding and now > min(outstanding.values()):  # lost: give up on it
+                for k in [k for k, end in outstanding.items() if now > end]:
+                    outstanding.pop(k)
+                continue
+            if sock.poll(50):
+                msg = protocol.decode(sock.recv_multipart())
+                t = time.monotonic()
+                with lock:
+                    rec = records.get((name, msg.id))
+                    if rec is not None:
+                        rec["replies"].append((msg.kind.name, t))
+                outstanding.pop(msg.id, None)
+            if now >= stop_at and not outstanding:
+                return
+    finally:
+        # NOTE: late duplicates arrive after the loop; give them a moment to be counted
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end and sock.poll(50):
+            msg = protocol.decode(sock.recv_multipart())
+            with lock:
+                rec = records.get((name, msg.id))
+                if rec is not None:
+                    rec["replies"].append((msg.kind.name, time.monotonic()))
+        sock.close(linger=0)
+
+
+def summarize(run: dict) -> dict:
+    recs = run["records"].values()
+    lat = sorted((r["replies"][0][1] - r["sent"]) * 1e3 for r in recs if r["replies"] and r["replies"][0][0] == "RESULT")
+    kinds: Dict[str, int] = {}
+    for r in recs:
+        if r["replies"]:
+            kinds[r["replies"][0][0]] = kinds.get(r["replies"][0][0], 0) + 1
+    q = (lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))], 2) if lat else None)
+    return {"sent": len(recs), "ok": len(lat), "outcomes": kinds, "rps": round(len(lat) / run["seconds"], 2),
+            "p50_ms": q(0.5), "p99_ms": q(0.99),
+            "lost": sum(1 for r in recs if not r["replies"]),
+            "duplicated": sum(1 for r in recs if len(r["replies"]) > 1)}
+
+
+# -- the suite ------------------------------------------------------------------------------
+def _package():
+    from .. import config
+    from ..package import open_package
+    from ..transport.testing import make_split_package
+
+    return open_package(make_split_package(config.cache_dir() / "bench" / "mnv2-split"))
+
+
+def _serving(front):
+    t = threading.Thread(target=front.serve, daemon=True)
+    t.start()
+    return t
+
+
+def _with_front(cluster, pkg, replicas: int, fn):
+    from ..scale.front import RayFront, ScaleConfig
+    from ..scale.policy import Scaling
+    from ..worker import WorkerConfig
+
+    front = RayFront([pkg], WorkerConfig(bind="tcp://127.0.0.1:*", queue=16),
+                     ScaleConfig(tails=Scaling(replicas, replicas)), cluster=cluster)
+    front.initialize()
+    t = _serving(front)
+    try:
+        cluster.wait_replicas("edgeinf-tails", replicas, 60)
+        return fn(front)
+    finally:
+        front.stop()
+        t.join(30)
+        front.finalize()
+
+
+def _worker_p50(pkg, x, seconds) -> dict:
+    from ..worker import Worker, WorkerConfig
+
+    w = Worker([pkg], WorkerConfig(bind="tcp://127.0.0.1:*", workers=1, threads=1)).initialize()
+    t = _serving(w)
+    try:
+        return summarize(drive(w.endpoint, pkg.hash, None, {"input": x}, clients=1, window=1, seconds=seconds))
+    finally:
+        w.stop()
+        t.join(30)
+        w.finalize()
+
+
+def kill_during(cluster, app: str = "edgeinf-tails", at_s: float = 2.0, out: Optional[dict] = None):
+    """A ``during`` callback for :func:`drive`: kill -9 one replica at ``at_s``, then time how
+    long until Ray runs a fresh one (a new PID) and the app is back to its replica count."""
+    import signal
+
+    from ..scale.cluster import replica_pids
+
+    out = {} if out is None else out
+
+    def during(t0):
+        before = replica_pids(app)
+        n = cluster.replicas(app)
+        time.sleep(max(0.0, t0 + at_s - time.monotonic()))
+        victim = before[0]
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        out["victim"] = victim
+        while time.monotonic() - killed < 60:
+            pids = replica_pids(app)
+            if len(pids) >= n and victim not in pids and set(pids) - set(before) and cluster.replicas(app) == n:
+                out["recovery_s"] = round(time.monotonic() - killed, 2)
+                return
+            time.sleep(0.1)
+        out["recovery_s"] = None
+
+    return during
+
+
+def measure(seconds: float = 8.0, clients: int = 4, window: int = 2) -> dict:
+    from ..scale.cluster import Cluster, RayConfig
+
+    pkg = _package()
+    x = np.random.default_rng(0).random((1, 3, 224, 224), np.float32)
+    res: dict = {"conditions": {"cpus": os.cpu_count(), "loadavg_1m_start": round(os.getloadavg()[0], 2),
+                                "clients": clients, "window": window, "seconds": seconds,
+                                "tail": "mobilenetv2 full model, 1 thread per replica"}}
+    worker = _worker_p50(pkg, x, min(seconds, 4.0))
+    with Cluster(RayConfig()) as cluster:
+        for n in (1, 2):
+            s = _with_front(cluster, pkg, n, lambda f: summarize(drive(f.endpoint, pkg.hash, None, {"input": x},
+                                                                       clients=clients, window=window, seconds=seconds)))
+            res[f"replicas_{n}"] = {k: s[k] for k in ("rps", "p50_ms", "p99_ms")}
+            res[f"replicas_{n}_detail"] = s
+        ray1 = _with_front(cluster, pkg, 1, lambda f: summarize(drive(f.endpoint, pkg.hash, None, {"input": x},
+                                                                      clients=1, window=1, seconds=min(seconds, 4.0))))
+        kill: dict = {}
+        s = _with_front(cluster, pkg, 2, lambda f: summarize(drive(
+            f.endpoint, pkg.hash, None, {"input": x}, clients=clients, window=window, seconds=max(seconds, 6.0),
+            during=kill_during(cluster, out=kill))))
+    res["scale_ratio"] = round(res["replicas_2"]["rps"] / max(res["replicas_1"]["rps"], 1e-9), 3)
+    res["ray_vs_worker"] = round(ray1["p50_ms"] / worker["p50_ms"], 3) if ray1["p50_ms"] and worker["p50_ms"] else None
+    res["latency_1_client"] = {"worker_p50_ms": worker["p50_ms"], "ray_p50_ms": ray1["p50_ms"]}
+    res["kill"] = {"sent": s["sent"], "lost": s["lost"], "duplicated": s["duplicated"],
+                   "recovery_s": kill.get("recovery_s"), "outcomes": s["outcomes"]}
+    res["conditions"]["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
+    return res
+
+
+def run(args) -> int:
+    res = measure(args.seconds, args.clients, args.window)
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    for n in (1, 2):
+        r = res[f"replicas_{n}"]
+        print(f"replicas {n}: {r['rps']:.1f} req/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
+    print(f"scale ratio 2/1: {res['scale_ratio']:.2f}x (target >= 1.6 on 2 cores)")
+    print(f"Ray path vs plain worker, p50 at one request in flight: {res['ray_vs_worker']}x "
+          f"({res['latency_1_client']})")
+    k = res["kill"]
+    print(f"kill -9 of a replica: sent {k['sent']}, lost {k['lost']}, duplicated {k['duplicated']}, "
+          f"recovered in {k['recovery_s']} s; outcomes {k['outcomes']}")
+    print(f"conditions: {res['conditions']}")
+    return 0
