@@ -62,7 +62,7 @@ def test_kserve_client_lists_and_runs_any_served_model(daemon):
 
 
 def test_chat_streams_an_answer_and_names_the_mode(daemon):
-    r = _app("chat.py", "--url", daemon.url, "--max-tokens", "6", "--temperature", "0", "Hello!")
+    r = _app("chat.py", "--url", daemon.url, "--max-tokens", "3", "--temperature", "0", "Hello!")
     assert "mode local]" in r.stdout and len(r.stdout.split("[")[0].strip()) > 0
-    r = _app("chat.py", "--url", daemon.url, "--max-tokens", "4", stdin="Hi\nAnd again?\n")
+    r = _app("chat.py", "--url", daemon.url, "--max-tokens", "2", stdin="Hi\nAnd again?\n")
     assert r.stdout.count("mode local]") == 2  # a conversation: one answer per line of stdin

@@ -204,3 +204,15 @@ def test_worker_loss_falls_back_locally_and_is_counted(setup, client):
     fams = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{d.url}/metrics", timeout=10).text)}
     fb = {s.labels["model"]: s.value for s in fams["edgeinf_fallbacks"].samples if s.name.endswith("_total")}
     assert fb.get("hand", 0) >= 1, fb
+
+
+def test_gzip_requests_from_tritonclient_and_a_bounded_decompression(setup, client):
+    x = _frame()
+    r = client.infer("lite", [_input(x)], request_compression_algorithm="gzip")
+    assert r.as_numpy("Identity").shape == (1, 63)
+    import gzip
+
+    bomb = gzip.compress(b"\0" * (40 * 2**20))  # 40 MiB of zeros in ~40 kB: over the 32 MiB limit
+    resp = httpx.post(f"{setup[0].url}/v2/models/lite/infer", content=bomb, headers={"Content-Encoding": "gzip"},
+                      timeout=30)
+    assert resp.status_code == 413 and "decompressed" in resp.json()["error"]

@@ -6,7 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow  # three daemons and two in-process models: ~40 s on 2 loaded cores
 def test_bench_daemon_reports_overhead_ratios_and_idle_rss():
     r = subprocess.run([sys.executable, "-m", "edgeinf", "bench", "daemon", "--requests", "10",
                         "--llm-requests", "1", "--llm-tokens", "2", "--json"],

@@ -81,6 +81,9 @@ def test_errors_are_openai_errors_and_the_daemon_survives(daemon, client):
     r = httpx.post(daemon.url + "/v1/chat/completions", content=b"{not json", timeout=10,
                    headers={"Authorization": f"Bearer {KEY}"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+    r = httpx.post(daemon.url + "/v1/completions", content=b" " * (5 * 2**20), timeout=30,
+                   headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 413  # chat bodies are bounded at 4 MiB
     assert client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "Hi"}],
                                           max_tokens=2, temperature=0).choices[0].message.content is not None
 
