@@ -12,6 +12,7 @@ The capacity model is written out in ``docs/scale.md``.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -78,6 +79,23 @@ def decide(ongoing: float, replicas: int, scaling: Scaling) -> int:
     return min(max(want, scaling.min_replicas), scaling.max_replicas)
 
 
+def autoscale_replay(rps: Sequence[float], service_ms: float, scaling: Scaling, window_s: float = 1.0) -> List[dict]:
+    """Ray Serve's rule replayed over a request rate series with a fluid queue: each window
+    the replicas serve ``replicas x window / service`` requests, the rest waits; the
+    autoscaler sees the window's ongoing requests (waiting + running) and sets the next
+    window's replicas (one window of delay, as the upscale delay and replica start give)."""
+    s = service_ms / 1e3
+    replicas, backlog, out = scaling.min_replicas, 0.0, []
+    for r in rps:
+        arrived = r * window_s
+        served = min(backlog + arrived, replicas * window_s / s)
+        backlog = backlog + arrived - served
+        ongoing = backlog + min(r * s, replicas)  # waiting + running (Little, for the running part)
+        out.append({"replicas": replicas, "ongoing": round(ongoing, 2), "wait_ms": round(backlog * s / replicas * 1e3, 1)})
+        replicas = decide(ongoing, replicas, scaling)
+    return out
+
+
 def replicas_needed(rps: float, service_ms: float, utilisation: float = 0.7) -> int:
     """Replicas (one slot each) that serve ``rps`` at ``service_ms`` per request without
     running above ``utilisation`` (queues grow without bound as it nears 1)."""
@@ -90,23 +108,32 @@ def capacity_misses(arrivals_s: Sequence[float], budgets_ms: Sequence[float], se
                     replicas: int) -> Dict[str, float]:
     """Replay requests (arrival times, sorted; deadline budgets) through ``replicas`` FIFO
     servers of ``service_ms`` each; a request whose wait plus service passes its budget is
-    a miss. Returns counts and latency quantiles of the cloud side alone (no link)."""
+    a miss. Returns counts and latency quantiles of the cloud side alone (no link).
+    O(n log replicas): a heap of the servers' next free times."""
     if replicas < 1:
         raise ConfigError(f"replicas must be >= 1; got {replicas}")
-    free = [0.0] * replicas  # when each server is next free (s)
+    free = [0.0] * replicas  # a heap: when each server is next free (s)
     s = service_ms / 1e3
-    misses, lat = 0, []
+    lat = []
+    misses = 0
     for t, budget in zip(arrivals_s, budgets_ms):
-        i = min(range(replicas), key=free.__getitem__)
-        start = max(t, free[i])
-        free[i] = start + s
-        ms = (free[i] - t) * 1e3
+        done = max(t, free[0]) + s
+        heapq.heapreplace(free, done)
+        ms = (done - t) * 1e3
         lat.append(ms)
         misses += ms > budget
     lat.sort()
     q = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0.0)
     return {"requests": len(lat), "misses": misses, "miss_rate": misses / len(lat) if lat else 0.0,
             "p50_ms": q(0.5), "p99_ms": q(0.99)}
+
+
+def devices_per_replica(rate: float, cloud_share: float, service_ms: float, utilisation: float = 0.7) -> float:
+    """The capacity model: devices one replica (one core) carries when each sends ``rate``
+    requests/s of which ``cloud_share`` reach the cloud at ``service_ms`` each, at
+    ``utilisation``: ``u / (rate x share x service_s)``."""
+    load = rate * cloud_share * service_ms / 1e3
+    return math.inf if load <= 0 else utilisation / load
 
 
 def per_second(times_s: Sequence[float], window_s: float = 1.0, end_s: Optional[float] = None) -> List[float]:
