@@ -216,3 +216,11 @@ def test_gzip_requests_from_tritonclient_and_a_bounded_decompression(setup, clie
     resp = httpx.post(f"{setup[0].url}/v2/models/lite/infer", content=bomb, headers={"Content-Encoding": "gzip"},
                       timeout=30)
     assert resp.status_code == 413 and "decompressed" in resp.json()["error"]
+
+
+def test_unknown_routes_and_methods_answer_json(setup):
+    d, _ = setup
+    r = httpx.get(f"{d.url}/v3/nothing", timeout=5)
+    assert r.status_code == 404 and "/v3/nothing" in r.json()["error"]
+    r = httpx.get(f"{d.url}/v2/models/lite/infer", timeout=5)
+    assert r.status_code == 405 and "error" in r.json()

@@ -61,12 +61,13 @@ def route(auth: bool = True, openai: bool = False):
     def wrap(fn):
         async def endpoint(request: Request):
             d: Daemon = request.app.state.daemon
+            t0 = time.perf_counter()
             try:
                 if auth:
                     check_key(request, d.cfg.api_key)
                 return await fn(d, request)
             except HTTPError as e:
-                log_request("error", request, e.status, time.perf_counter(), error=e.message)
+                log_request("error", request, e.status, t0, error=e.message)
                 return error_response(e, openai)
             except InputError as e:
                 return error_response(HTTPError(400, str(e)), openai)
@@ -121,15 +122,8 @@ async def infer(d: Daemon, request: Request):
     _version(request)
     name = request.path_params["name"]
     m = d.model(name)
-    body = await read_body(request, d.limit)
-    # NOTE: no Content-Type check: tritonclient sends a JSON-only request without one
-    try:
-        req = kserve.parse_infer(body, request.headers.get(kserve.HEADER), m.inputs, m.outputs)
-    except kserve.RequestError as e:
-        d.metrics.requests.labels(name, "none", "error").inc()
-        raise HTTPError(400, str(e)) from None
-    deadline = _deadline(req.parameters)
     who = client_id(request)
+    # NOTE: admitted before the body is read, so at most 1 + queue bodies per model are in memory
     try:
         d.admission.enter(name, who, d.typical_ms(m))
     except HTTPError as e:
@@ -137,17 +131,29 @@ async def infer(d: Daemon, request: Request):
         d.metrics.requests.labels(name, "none", "rejected").inc()
         raise
     d.metrics.inflight.labels(name).inc()
-    t_queue = time.perf_counter()
     try:
-        async with d.locks.setdefault(name, asyncio.Lock()):
-            # NOTE: time spent queued behind other apps' requests is taken off this request's
-            # deadline, so the runtime gives the link only what is really left
-            waited = (time.perf_counter() - t_queue) * 1e3
-            limit = m.deadline_ms if deadline is None else deadline
-            res = await run_in_threadpool(m.infer, req.feeds, max(limit - waited, 1.0) if waited > 0.5 else deadline)
+        return await _admitted(d, request, m, name, t0)
     finally:
         d.admission.leave(name, who)
         d.metrics.inflight.labels(name).dec()
+
+
+async def _admitted(d: Daemon, request: Request, m, name: str, t0: float) -> Response:
+    body = await read_body(request, d.limit)
+    # NOTE: no Content-Type check: tritonclient sends a JSON-only request without one
+    try:
+        req = kserve.parse_infer(body, request.headers.get(kserve.HEADER), m.inputs, m.outputs)
+        deadline = _deadline(req.parameters)
+    except (kserve.RequestError, HTTPError) as e:
+        d.metrics.requests.labels(name, "none", "error").inc()
+        raise HTTPError(400, getattr(e, "message", str(e))) from None
+    t_queue = time.perf_counter()
+    async with d.locks.setdefault(name, asyncio.Lock()):
+        # NOTE: time spent queued behind other apps' requests is taken off this request's
+        # deadline, so the runtime gives the link only what is really left
+        waited = (time.perf_counter() - t_queue) * 1e3
+        limit = m.deadline_ms if deadline is None else deadline
+        res = await run_in_threadpool(m.infer, req.feeds, max(limit - waited, 1.0) if waited > 0.5 else deadline)
     missed = m.missed(res, deadline, waited)
     d.metrics.observe(name, res, missed)
     params = {**kserve.result_parameters(res, missed), "edgeinf_queue_ms": round(waited, 3)}
@@ -210,9 +216,17 @@ def routes():
     return out
 
 
+async def _not_found(request: Request, exc) -> JSONResponse:
+    # NOTE: every answer is JSON, unknown routes included (Starlette's default is plain text)
+    status = getattr(exc, "status_code", 404)
+    return JSONResponse({"error": f"{request.method} {request.url.path}: {getattr(exc, 'detail', 'not found')}"},
+                        status_code=status)
+
+
 def create_app(d: Daemon, lifespan=None) -> Starlette:
     from . import openai_api
 
-    app = Starlette(routes=routes() + (openai_api.routes(route) if d.llms else []), lifespan=lifespan)
+    app = Starlette(routes=routes() + (openai_api.routes(route) if d.llms else []), lifespan=lifespan,
+                    exception_handlers={404: _not_found, 405: _not_found})
     app.state.daemon = d
     return app

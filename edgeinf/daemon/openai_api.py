@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import threading
 import time
 import uuid
@@ -31,6 +32,8 @@ from starlette.routing import Route
 from ..errors import InputError
 from .config import DaemonConfig, LLMSpec
 from .http import HTTPError, client_id, log_request, read_body
+
+log = logging.getLogger("edgeinf.daemon")
 
 MAX_BODY = 4 * 2**20  # a chat request is text: 4 MiB is far past any context on a device
 ROLES = ("system", "user", "assistant", "tool")
@@ -260,6 +263,9 @@ async def _sse(d, m, it, first, ident, chat, include_usage, held, request, t0):
                         degraded=c.degraded, stream=True)
     except InputError as e:  # the status line is gone: the error is the last event
         yield _event({"error": {"message": str(e), "type": "invalid_request_error", "code": 400}})
+    except Exception as e:  # noqa: BLE001 - an engine failure mid-answer ends this stream, not the daemon
+        log.exception("stream of %s failed", name)
+        yield _event({"error": {"message": f"{type(e).__name__}: {e}", "type": "server_error", "code": 500}})
     finally:
         # NOTE: a client that hangs up mid-answer cancels this task; the cleanup is shielded
         # (anyio re-raises the cancellation at every await otherwise) so the generator is

@@ -73,9 +73,11 @@ def serve(cfg: DaemonConfig, log_level: str = "info") -> int:
             m.close()  # after the drain: no request is running any more
 
     app = create_app(d, lifespan)
+    # NOTE: limit_concurrency bounds connections (uvicorn answers 503 past it), and so the
+    # bodies being read at once: admission bounds the rest per model
     server = _server(uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on",
                                     timeout_graceful_shutdown=cfg.drain_s, log_config=None,
-                                    limit_concurrency=256, timeout_keep_alive=30, server_header=False))
+                                    limit_concurrency=64, timeout_keep_alive=30, server_header=False))
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"edgeinf daemon: serving {len(models)} model(s) and {len(llms)} language model(s) on "
