@@ -18,6 +18,7 @@ import pytest
 import tritonclient.http as tc
 from tritonclient.utils import InferenceServerException
 
+import edgeinf
 from edgeinf.cli import build_parser
 from edgeinf.daemon.testing import DaemonProc, wait_for
 
@@ -240,3 +241,24 @@ def test_one_models_traffic_is_load_for_the_other_models_controller(tmp_path):
         other = {m: float(v) for m, v in re.findall(r'edgeinf_device_other_cpu_percent\{model="(\w+)"\} (\S+)', text)}
         # two clients back to back keep one engine thread busy: about half of 2 cores, counted for lite only
         assert other["lite"] - other["hand"] >= 20.0, other
+
+
+def test_sources_a_package_directory_and_a_model_file(tmp_path):
+    from edgeinf import zoo
+    from edgeinf.daemon.config import ModelSpec
+    from edgeinf.daemon.models import package_dir
+
+    pkg = package_dir(ModelSpec("x", "hand_landmark_lite", cuts="none"))
+    cfg = tmp_path / "d.toml"
+    cfg.write_text(f'[models.pkg]\nsource = "{pkg}"\n[models.file]\nsource = "{zoo.path("palm_detection_lite")}"\n'
+                   'cuts = "none"\n')
+    with DaemonProc("--config", str(cfg)) as d:
+        c = tc.InferenceServerClient(d.host)
+        assert c.get_model_metadata("pkg")["parameters"]["package_hash"] == edgeinf.open_package(pkg).hash
+        md = c.get_model_metadata("file")
+        spec = md["inputs"][0]
+        x = np.zeros(spec["shape"], np.float32)
+        i = tc.InferInput(spec["name"], spec["shape"], "FP32")
+        i.set_data_from_numpy(x)
+        r = c.infer("file", [i])
+        assert {o["name"] for o in r.get_response()["outputs"]} == {o["name"] for o in md["outputs"]}
