@@ -61,12 +61,15 @@ def test_offsets_give_devices_their_own_link_history():
         _stream(0)
 
 
-def test_autoscale_replay_follows_the_queue_within_bounds():
-    sc = policy.Scaling(1, 4, 2.0)
-    steps = policy.autoscale_replay([0, 1000, 1000, 1000, 1000, 0, 0, 0], 5.0, sc)
+def test_autoscale_replay_follows_the_queue_within_bounds_without_flapping():
+    sc = policy.Scaling(1, 4, 2.0, downscale_delay_s=3.0)
+    steps = policy.autoscale_replay([0] + [1000] * 8 + [0] * 8, 5.0, sc)
     reps = [s["replicas"] for s in steps]
     assert reps[0] == 1 and max(reps) == 4 and reps[-1] == 1         # up under load, down after, bounded
     assert steps[2]["wait_ms"] > 0
+    up = reps.index(4)
+    assert set(reps[up:9]) == {4}                                    # steady load: no flapping
+    assert reps[9:12] == [4, 4, 4]                                   # down only after the delay
 
 
 @pytest.mark.slow

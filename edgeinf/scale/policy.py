@@ -82,17 +82,24 @@ def decide(ongoing: float, replicas: int, scaling: Scaling) -> int:
 def autoscale_replay(rps: Sequence[float], service_ms: float, scaling: Scaling, window_s: float = 1.0) -> List[dict]:
     """Ray Serve's rule replayed over a request rate series with a fluid queue: each window
     the replicas serve ``replicas x window / service`` requests, the rest waits; the
-    autoscaler sees the window's ongoing requests (waiting + running) and sets the next
-    window's replicas (one window of delay, as the upscale delay and replica start give)."""
+    autoscaler sees the window's ongoing requests (waiting + running) and, as Ray does, moves
+    up only once it wanted more for ``upscale_delay_s`` and down only once it wanted fewer for
+    ``downscale_delay_s`` (at least one window each: a new replica also takes time to start)."""
     s = service_ms / 1e3
-    replicas, backlog, out = scaling.min_replicas, 0.0, []
+    up_after = max(1, math.ceil(scaling.upscale_delay_s / window_s))
+    down_after = max(1, math.ceil(scaling.downscale_delay_s / window_s))
+    replicas, backlog, ups, downs, out = scaling.min_replicas, 0.0, 0, 0, []
     for r in rps:
         arrived = r * window_s
         served = min(backlog + arrived, replicas * window_s / s)
         backlog = backlog + arrived - served
         ongoing = backlog + min(r * s, replicas)  # waiting + running (Little, for the running part)
-        out.append({"replicas": replicas, "ongoing": round(ongoing, 2), "wait_ms": round(backlog * s / replicas * 1e3, 1)})
-        replicas = decide(ongoing, replicas, scaling)
+        out.append({"replicas": replicas, "ongoing": round(ongoing, 2),
+                    "wait_ms": round(backlog * s / replicas * 1e3, 1) if replicas else math.inf})
+        want = decide(ongoing, replicas, scaling)
+        ups, downs = (ups + 1 if want > replicas else 0), (downs + 1 if want < replicas else 0)
+        if ups >= up_after or downs >= down_after:
+            replicas, ups, downs = want, 0, 0
     return out
 
 
