@@ -63,9 +63,9 @@ def test_offsets_give_devices_their_own_link_history():
 
 def test_autoscale_replay_follows_the_queue_within_bounds_without_flapping():
     sc = policy.Scaling(1, 4, 2.0, downscale_delay_s=3.0)
-    steps = policy.autoscale_replay([0] + [1000] * 8 + [0] * 8, 5.0, sc)
+    steps = policy.autoscale_replay([0] + [1000] * 8 + [0] * 20, 5.0, sc)
     reps = [s["replicas"] for s in steps]
-    assert reps[0] == 1 and max(reps) == 4 and reps[-1] == 1         # up under load, down after, bounded
+    assert reps[0] == 1 and max(reps) == 4 and reps[-1] == 1         # up under load, down after (damped), bounded
     assert steps[2]["wait_ms"] > 0
     up = reps.index(4)
     assert set(reps[up:9]) == {4}                                    # steady load: no flapping
@@ -81,3 +81,12 @@ def test_bench_fleet_cli_on_the_real_model_and_trace():
     assert res["devices"] == 40 and res["requests"] == 40 * 40
     assert len(res["cloud_rps"]) == 4 and res["conditions"]["trace"] == "TMobile-LTE-short.up"
     assert res["capacity"] and all(v["misses"] >= 0 for v in res["capacity"].values())
+
+
+def test_autoscale_replay_settles_where_the_capacity_model_does():
+    """Scaling at u/(1-u) ongoing per replica settles near utilisation u: the replicas the
+    capacity model asks for (1000 req/s x 5 ms / 0.7 = 7.1 -> 8), not a saturated few."""
+    sc = policy.scaling_for(5.0, 200.0, 1, 50, utilisation=0.7, downscale_delay_s=3.0)
+    reps = [s["replicas"] for s in policy.autoscale_replay([1000] * 60, 5.0, sc)]
+    assert set(reps[-20:]) <= {7, 8, 9}, reps
+    assert policy.replicas_needed(1000, 5.0, 0.7) == 8

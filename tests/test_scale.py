@@ -17,19 +17,22 @@ from edgeinf.scale.policy import Scaling
 
 
 # -- pure ------------------------------------------------------------------------------------
-def test_target_ongoing_follows_service_time_and_deadline():
-    assert policy.target_ongoing(20, 200) == 5          # 0.5 x 200 / 20
-    assert policy.target_ongoing(20, 200, headroom=1.0) == 10
-    assert policy.target_ongoing(300, 200) == 1         # slower than the deadline: still one
-    assert policy.target_ongoing(20, 200, slots=2) == 10
+def test_target_ongoing_follows_service_time_deadline_and_utilisation():
+    assert policy.target_ongoing(20, 200) == 2.33                         # 0.7 / 0.3: the busy bound
+    assert policy.target_ongoing(20, 200, utilisation=0.9) == 5           # 0.5 x 200 / 20: the deadline bound
+    assert policy.target_ongoing(20, 200, headroom=1.0, utilisation=0.95) == 10
+    assert policy.target_ongoing(300, 200) == 1                           # slower than the deadline: still one
+    assert policy.target_ongoing(20, 200, slots=2, utilisation=0.9) == 10
     with pytest.raises(ConfigError, match="service_ms"):
         policy.target_ongoing(0, 200)
     with pytest.raises(ConfigError, match="headroom"):
         policy.target_ongoing(20, 200, headroom=1.5)
+    with pytest.raises(ConfigError, match="utilisation"):
+        policy.target_ongoing(20, 200, utilisation=1.0)
 
 
 def test_scaling_bounds_and_ray_config():
-    s = policy.scaling_for(20, 200, 1, 4)
+    s = policy.scaling_for(20, 200, 1, 4, utilisation=0.9)
     cfg = s.autoscaling_config()
     assert cfg["target_ongoing_requests"] == 5 and cfg["min_replicas"] == 1 and cfg["max_replicas"] == 4
     assert [policy.decide(q, 1, s) for q in (0, 5, 6, 11, 100)] == [1, 1, 2, 3, 4]

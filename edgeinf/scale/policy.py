@@ -20,23 +20,32 @@ from typing import Dict, List, Optional, Sequence
 from ..errors import ConfigError
 
 
-def target_ongoing(service_ms: float, deadline_ms: float, headroom: float = 0.5, slots: int = 1) -> float:
-    """Requests per replica (running plus queued) that still leave the last one its deadline.
+def target_ongoing(service_ms: float, deadline_ms: float, headroom: float = 0.5, slots: int = 1,
+                   utilisation: float = 0.7) -> float:
+    """Requests per replica (running plus queued) to scale at: Ray Serve's
+    ``target_ongoing_requests``.
 
-    A request that finds ``k`` others on a replica with ``slots`` parallel slots finishes
-    after about ``(k / slots + 1) * service_ms``; keeping that under ``headroom *
-    deadline_ms`` (the rest of the deadline is the link, the edge and the time Ray takes to
-    add a replica) gives ``k + 1 <= slots * headroom * deadline_ms / service_ms``. Never
-    below 1: a replica always takes one request.
+    Two bounds, the smaller wins. *Deadline*: a request that finds ``k`` others on a replica
+    with ``slots`` parallel slots finishes after about ``(k / slots + 1) * service_ms``;
+    keeping that under ``headroom * deadline_ms`` (the rest of the deadline is the link, the
+    edge and the time Ray takes to add a replica) allows ``k + 1 <= slots * headroom *
+    deadline_ms / service_ms``. *Utilisation*: with random arrivals a replica busy a fraction
+    ``u`` of the time holds about ``u / (1 - u)`` requests per slot (M/M/1); scaling at that
+    many keeps replicas near ``u`` busy, where queues stay short (a deadline-only target lets
+    replicas run saturated with full queues, and any burst then misses). Never below 1.
 
-    >>> target_ongoing(20, 200)
-    5.0
+    >>> target_ongoing(20, 200), target_ongoing(20, 200, utilisation=0.9)
+    (2.33, 5.0)
     """
     if service_ms <= 0 or deadline_ms <= 0:
         raise ConfigError(f"service_ms and deadline_ms must be > 0; got {service_ms}, {deadline_ms}")
     if not 0 < headroom <= 1:
         raise ConfigError(f"headroom must be in (0, 1]; got {headroom}")
-    return max(1.0, math.floor(slots * headroom * deadline_ms / service_ms))
+    if not 0 < utilisation < 1:
+        raise ConfigError(f"utilisation must be in (0, 1); got {utilisation}")
+    deadline_cap = math.floor(slots * headroom * deadline_ms / service_ms)
+    busy_level = round(slots * utilisation / (1 - utilisation), 2)
+    return max(1.0, min(deadline_cap, busy_level))
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Scaling:
     downscale_delay_s: float = 30.0
     metrics_interval_s: float = 0.5
     look_back_s: float = 2.0
+    downscaling_factor: float = 0.5  # Ray's: each step down goes this part of the way (a damped descent)
 
     def __post_init__(self):
         if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
@@ -63,13 +73,15 @@ class Scaling:
         return {"min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
                 "initial_replicas": self.min_replicas, "target_ongoing_requests": self.target,
                 "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s,
-                "metrics_interval_s": self.metrics_interval_s, "look_back_period_s": self.look_back_s}
+                "metrics_interval_s": self.metrics_interval_s, "look_back_period_s": self.look_back_s,
+                "downscaling_factor": self.downscaling_factor}
 
 
 def scaling_for(service_ms: float, deadline_ms: float, min_replicas: int = 1, max_replicas: int = 2,
-                headroom: float = 0.5, **knobs) -> Scaling:
+                headroom: float = 0.5, utilisation: float = 0.7, **knobs) -> Scaling:
     """:class:`Scaling` with the target derived from the tail's service time and the deadline."""
-    return Scaling(min_replicas, max_replicas, target_ongoing(service_ms, deadline_ms, headroom), **knobs)
+    return Scaling(min_replicas, max_replicas, target_ongoing(service_ms, deadline_ms, headroom, 1, utilisation),
+                   **knobs)
 
 
 def decide(ongoing: float, replicas: int, scaling: Scaling) -> int:
@@ -80,26 +92,32 @@ def decide(ongoing: float, replicas: int, scaling: Scaling) -> int:
 
 
 def autoscale_replay(rps: Sequence[float], service_ms: float, scaling: Scaling, window_s: float = 1.0) -> List[dict]:
-    """Ray Serve's rule replayed over a request rate series with a fluid queue: each window
-    the replicas serve ``replicas x window / service`` requests, the rest waits; the
-    autoscaler sees the window's ongoing requests (waiting + running) and, as Ray does, moves
-    up only once it wanted more for ``upscale_delay_s`` and down only once it wanted fewer for
-    ``downscale_delay_s`` (at least one window each: a new replica also takes time to start)."""
+    """Ray Serve's rule replayed over a request rate series. Each window the replicas serve
+    up to ``replicas x window / service`` requests and the excess waits (a backlog); while
+    they keep up, the requests in the house are those of ``replicas`` M/M/1 queues at
+    utilisation ``rho`` (``rho / (1 - rho)`` each), plus the backlog. The autoscaler sees that
+    count and, as Ray does, moves up only once it wanted more for ``upscale_delay_s`` and down
+    only once it wanted fewer for ``downscale_delay_s`` (at least one window each: a new
+    replica also takes time to start)."""
     s = service_ms / 1e3
     up_after = max(1, math.ceil(scaling.upscale_delay_s / window_s))
     down_after = max(1, math.ceil(scaling.downscale_delay_s / window_s))
-    replicas, backlog, ups, downs, out = scaling.min_replicas, 0.0, 0, 0, []
+    replicas, backlog, ups, downs, out = max(scaling.min_replicas, 1), 0.0, 0, 0, []
     for r in rps:
         arrived = r * window_s
-        served = min(backlog + arrived, replicas * window_s / s)
+        capacity = replicas * window_s / s
+        served = min(backlog + arrived, capacity)
         backlog = backlog + arrived - served
-        ongoing = backlog + min(r * s, replicas)  # waiting + running (Little, for the running part)
-        out.append({"replicas": replicas, "ongoing": round(ongoing, 2),
-                    "wait_ms": round(backlog * s / replicas * 1e3, 1) if replicas else math.inf})
-        want = decide(ongoing, replicas, scaling)
+        rho = min(r * s / replicas, 0.999)
+        ongoing = backlog + (replicas if backlog > 0 else replicas * rho / (1 - rho))
+        out.append({"replicas": replicas, "ongoing": round(ongoing, 2), "wait_ms": round(backlog * s / replicas * 1e3, 1)})
+        want = max(decide(ongoing, replicas, scaling), 1)
         ups, downs = (ups + 1 if want > replicas else 0), (downs + 1 if want < replicas else 0)
-        if ups >= up_after or downs >= down_after:
-            replicas, ups, downs = want, 0, 0
+        if ups >= up_after:
+            replicas, ups = want, 0
+        elif downs >= down_after:  # ongoing falls faster than utilisation: step down part of the way
+            step = math.ceil(replicas + scaling.downscaling_factor * (want - replicas))
+            replicas, downs = max(want, min(step, replicas - 1)), 0
     return out
 
 
