@@ -24,6 +24,7 @@ install: $(STAMP)
 
 models: $(STAMP)
 	$(PY) splits/build_models.py
+	$(PY) splits/train_bottleneck.py  # trains once (minutes), then cached in $$EDGEINF_CACHE
 
 demo: models
 	$(VENV)/bin/edgeinf info

@@ -64,6 +64,7 @@ def calibrate(root: Path, progress: Optional[Callable[[str], None]] = None, prof
     tmp.write_text(json.dumps(manifest, indent=2, default=str))
     tmp.replace(Path(root) / MANIFEST)
     if profile:
-        prof = profile_package(open_package(root), {name: frames[:, None]}, device=DEVICE, threads=1, accuracy_floor=0.9)
+        prof = profile_package(open_package(root), {name: frames[:, None]}, device=DEVICE, threads=1,
+                               accuracy_floor=0.9)
         say(f"profile: {len(prof.plans)} plans on {len(frames)} held-out frames")
     return sec

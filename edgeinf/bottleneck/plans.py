@@ -96,12 +96,6 @@ def pck(ref: np.ndarray, got: np.ndarray, alpha: float = PCK_ALPHA) -> float:
     return float((np.linalg.norm(a - b, axis=2) <= alpha * np.maximum(size, 1e-6)[:, None]).mean())
 
 
-def best_codec(w: Width, floor: float) -> Optional[str]:
-    """The codec with the fewest bytes whose calibrated agreement reaches ``floor`` (codecs
-    are stored smallest first), or None."""
-    return next((c for c, a in w.agreement.items() if a >= floor), None)
-
-
 def costs(pkg, device: str = "raspberry-pi-4", floor: Optional[float] = None) -> tuple:
     """(the controller's plan costs from ``profile.json``, paced to ``device``; the pace)."""
     from ..profiling import load_profile

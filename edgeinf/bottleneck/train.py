@@ -31,7 +31,7 @@ from .net import Bottleneck, quant_noise
 @dataclass(frozen=True)
 class Recipe:
     frames: int = 720  # augmented training frames (features cached once)
-    stage1_steps: int = 240
+    stage1_steps: int = 400
     stage2_steps: int = 300
     batch1: int = 16
     batch2: int = 6

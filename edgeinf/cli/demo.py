@@ -23,7 +23,8 @@ def register(sub) -> None:
     p.add_argument("--no-outage", action="store_true", help="do not cut the link for 5 s mid-run")
     p.add_argument("--out", type=Path, default=Path("out/controller_demo.png"), help="plot path (default out/controller_demo.png)")
     p.add_argument("--model", default="hand_landmark_full",
-                   help="your own .onnx/.tflite file (or a zoo model); default hand_landmark_full")
+                   help="your own .onnx/.tflite file (or a zoo model), or 'bottleneck' (hand_landmark_full "
+                        "with its slimmable bottleneck widths as split plans); default hand_landmark_full")
     p.add_argument("--shape", action="append", default=[], metavar="NAME=DIMS",
                    help="fix a symbolic input dim of --model, e.g. input=1x3x224x224 (repeatable)")
     p.add_argument("--inputs", type=Path, default=None,

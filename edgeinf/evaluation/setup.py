@@ -26,6 +26,8 @@ DEFAULT_TRACE = DATA / "TMobile-LTE-short.up"
 #: zoo models with a cached package: {model: its smaller local variant (a branch), or None}
 MODELS = {"hand_landmark_full": "hand_landmark_lite", "palm_detection_full": "palm_detection_lite",
           "pose_detection": None}
+#: hand_landmark_full with the slimmable bottleneck widths as split plans (edgeinf.bottleneck)
+BOTTLENECK = "bottleneck"
 
 
 def package(model: str, shapes=None) -> Path:
@@ -45,9 +47,14 @@ def package(model: str, shapes=None) -> Path:
         key = hashlib.sha256((sha256_file(path) + repr(sorted((shapes or {}).items()))).encode()).hexdigest()[:16]
         root = config.cache_dir() / "packages" / f"{path.stem}-{key}"
         src = path
+    elif model == BOTTLENECK:  # trained once (minutes), profiled on held-out photos, cached
+        from ..bottleneck import build
+
+        return build.ensure(progress=log.info)
     else:
         if model not in MODELS:
-            raise ConfigError(f"--model must be a .onnx/.tflite file or one of {sorted(MODELS)}; got {model!r}")
+            raise ConfigError(f"--model must be a .onnx/.tflite file or one of {sorted([*MODELS, BOTTLENECK])}; "
+                              f"got {model!r}")
         root, src = config.cache_dir() / "packages" / model, model
     if not (root / "edgeinf.json").is_file():
         from ..split import build_package

@@ -1,0 +1,258 @@
+"""The slimmable bottleneck on the real hand_landmark_full teacher (edgeinf.bottleneck).
+
+The package is trained once (a few minutes on 2 cores, `make models` does it first) and
+cached in $EDGEINF_CACHE/packages/hand_landmark_full-bottleneck. Checks: the TFLite ->
+ONNX -> torch conversion on photographs, every exported width against the torch model,
+width switching with nothing loaded, local fallback, the controller moving between widths
+when the bandwidth steps, and the clear errors for bad input.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeinf.errors import ConfigError, EdgeInfError, ModelError, PackageError
+from edgeinf.plan import Plan
+
+
+@pytest.fixture(scope="session")
+def bn_pkg():
+    from edgeinf.bottleneck import build
+    from edgeinf.package import open_package
+
+    if not build.current():
+        try:
+            import torch  # noqa: F401
+            import tflite2onnx  # noqa: F401
+        except ImportError as e:
+            pytest.fail(f"building the bottleneck package needs torch and tflite2onnx ({e}): "
+                        'pip install torch==2.13.0 "edgeinf[train]", as `make test` does; no skip, CI must run it')
+    return open_package(build.ensure())
+
+
+@pytest.fixture(scope="session")
+def frames():
+    from edgeinf.bottleneck import data
+
+    return data.held_out(views=1)[:6]
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-12))
+
+
+# -- the teacher ----------------------------------------------------------------------------
+def test_teacher_conversion_is_faithful_on_photographs(bn_pkg, frames):
+    from edgeinf import zoo
+    from edgeinf.bottleneck import build, teacher
+
+    onx = build._work_dir() / bn_pkg.manifest["bottleneck"]["teacher"]["onnx"]
+    chk = teacher.check(zoo.path("hand_landmark_full"), onx, frames)
+    assert chk["onnx_vs_tflite"] <= teacher.MAX_REL_ERR and chk["torch_vs_onnx"] <= teacher.MAX_REL_ERR, chk
+    assert chk["outputs"] == [s.name for s in bn_pkg.outputs]
+
+
+def test_converter_names_an_unsupported_op(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeinf.bottleneck import teacher
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    onnx.save(helper.make_model(g), tmp_path / "relu.onnx")
+    with pytest.raises(ModelError, match=r"Relu.*not supported"):
+        teacher.load_torch(tmp_path / "relu.onnx")
+
+
+# -- export ---------------------------------------------------------------------------------
+def test_each_width_head_and_tail_reproduce_the_torch_model(bn_pkg, frames):
+    import torch
+
+    from edgeinf.bottleneck import build, teacher
+    from edgeinf.bottleneck.net import Head, Tail
+    from edgeinf.bottleneck.train import Recipe
+
+    sec = bn_pkg.manifest["bottleneck"]
+    tmod = teacher.load_torch(build._work_dir() / sec["teacher"]["onnx"])
+    bn, _ = build._weights(tmod, sec["teacher"]["sha256"], sec["seed"], Recipe(), None)
+    name = bn_pkg.inputs[0].name
+    for w in sec["widths"]:
+        head, tail = bn_pkg.session("head", w["cut"]), bn_pkg.session("tail", w["cut"])
+        th, tt = Head(tmod, build.CUT, bn, w["width"]), Tail(tmod, build.CUT, bn, w["width"])
+        for f in frames[:3]:
+            z = head.run({name: f[None]})["z"]
+            with torch.no_grad():
+                zt = th(torch.from_numpy(f[None]))
+                ref = dict(zip(tmod.graph.outputs, (t.numpy() for t in tt(zt))))
+            assert z.shape == (1, w["width"], 28, 28)
+            assert _rel(zt.numpy(), z) < 1e-4, w["cut"]
+            got = tail.run({"z": zt.numpy()})
+            for k, v in ref.items():
+                assert np.allclose(got[k], v, rtol=1e-3, atol=1e-4 * max(1.0, float(np.abs(v).max()))), (w["cut"], k)
+
+
+def test_manifest_records_teacher_and_agreement_per_width_and_codec(bn_pkg):
+    from edgeinf.bottleneck import plans as P
+
+    ws = P.widths(bn_pkg)
+    assert [w.width for w in ws] == [1, 2, 4, 8]
+    sec = P.section(bn_pkg)
+    assert sec["teacher"]["sha256"] == bn_pkg.model.sha256
+    for w in ws:
+        assert set(w.agreement) == set(sec["codecs"])
+        assert all(0.0 <= a <= 1.0 for a in w.agreement.values())
+    # NOTE: no ordering of agreement by width is asserted: with the CI-sized recipe all four
+    # widths agree alike (docs/bottleneck.md, Results), which is a finding, not a test to tune
+
+
+# -- runtime --------------------------------------------------------------------------------
+def _local_split(pkg, plan: Plan, x):
+    """head -> codec -> tail here, as the worker would compute it."""
+    from edgeinf.profiling.crossing import TensorCodec
+
+    z = pkg.session("head", plan.cut, threads=1).run({pkg.inputs[0].name: x})
+    tc = TensorCodec(plan.codec, pkg.cut(plan.cut).channel_axes())
+    return pkg.session("tail", plan.cut, threads=1).run(tc.decode(tc.encode(z)))
+
+
+@pytest.mark.slow
+def test_width_switching_per_request_loads_nothing(bn_pkg, frames, monkeypatch):
+    import onnxruntime
+
+    import edgeinf.backends
+    from edgeinf.evaluation.setup import worker
+    from edgeinf.runtime import EdgeRuntime
+
+    plans = [Plan("split", cut=f"bn-w{w}", codec="int8-pc+lz4") for w in (1, 2, 4, 8)]
+    x = frames[0][None]
+    want = {p: _local_split(bn_pkg, p, x) for p in plans}
+    with worker(bn_pkg.root) as port, EdgeRuntime(bn_pkg, f"tcp://127.0.0.1:{port}", threads=1,
+                                                   deadline_s=10.0) as rt:
+        for p in plans:
+            rt.warmup(p, {bn_pkg.inputs[0].name: x})
+            assert rt.run({bn_pkg.inputs[0].name: x}, plan=p).outcome == "offload"
+
+        def refuse(*a, **k):
+            raise AssertionError("a model was loaded while switching widths")
+
+        monkeypatch.setattr(edgeinf.backends, "load", refuse)
+        monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+        for i in range(12):
+            p = plans[(i * 3) % 4]  # a different width every request
+            res = rt.run({bn_pkg.inputs[0].name: x}, plan=p)
+            assert res.outcome == "offload" and res.plan == p, res.error
+            for k, v in want[p].items():
+                np.testing.assert_allclose(res.outputs[k], v, rtol=1e-4, atol=1e-4)
+
+
+def test_bottleneck_plan_falls_back_to_local_when_the_worker_is_gone(bn_pkg, frames):
+    from edgeinf.evaluation.setup import free_port
+    from edgeinf.runtime import EdgeRuntime
+
+    p = Plan("split", cut="bn-w4", codec="int8-pc+lz4")
+    x = frames[1][None]
+    with EdgeRuntime(bn_pkg, f"tcp://127.0.0.1:{free_port()}", threads=1, deadline_s=1.0) as rt:
+        rt.warmup(p, {bn_pkg.inputs[0].name: x})
+        res = rt.run({bn_pkg.inputs[0].name: x}, plan=p)
+    assert res.outcome == "local_fallback", res
+    full = bn_pkg.session("full", threads=1).run({bn_pkg.inputs[0].name: x})
+    assert res.outputs.keys() == full.keys()
+
+
+# -- controller -----------------------------------------------------------------------------
+@pytest.mark.xfail(strict=True, reason=(
+    "measured 2026-12-02: local (fidelity 1.0) wins whenever the deadline admits it, and a deadline "
+    "under local's time leaves a remote attempt no budget after the fallback reserve (1.5 x local + 5 ms); "
+    "no objective of the policy trades fidelity for latency between widths, and the CI-trained widths "
+    "differ by < 1% fidelity (0.875-0.884). Strict: once both change, this XPASSes and fails"))
+def test_controller_moves_between_widths_when_the_bandwidth_steps(bn_pkg):
+    from edgeinf.bottleneck import plans as P
+    from edgeinf.controller import Controller, Objective
+    from edgeinf.evaluation import replay as R
+    from edgeinf.netem import Link, Trace
+
+    costs = [c for c in P.costs(bn_pkg, floor=0.0)[0]
+             if c.plan == Plan("local") or str(c.plan.cut).startswith("bn-w")]
+    local_ms = next(c.device_ms for c in costs if c.plan == Plan("local"))
+    # "best fidelity within a deadline": the objective under which a width is worth its bytes
+    ctl = Controller(costs, Objective("accuracy", deadline_ms=local_ms - 1.0))
+    link = Link(Trace.steps([(10.0, 50.0), (10.0, 1.0), (10.0, 50.0)]), delay_ms=2.0)  # a LAN server
+    choose, feedback = R.adaptive(ctl)
+    served = R.run(link, costs, [i * 100.0 for i in range(300)], choose, fallback=Plan("local"),
+                   feedback=feedback)
+
+    def width(i):
+        p = served[i].plan
+        return int(p.cut.split("w")[-1]) if p.kind == "split" else 0
+
+    high, low, back = ([width(i) for i in range(a, a + 20)] for a in (80, 180, 280))
+    assert min(high) > max(low) > 0 and min(back) > max(low), (high, low, back)
+
+
+# -- bad input ------------------------------------------------------------------------------
+def test_unknown_width_or_codec_names_the_choices(bn_pkg):
+    from edgeinf.bottleneck import plans as P
+
+    assert P.plan(bn_pkg, 4, "int8-pc+lz4") == Plan("split", cut="bn-w4", codec="int8-pc+lz4")
+    with pytest.raises(ConfigError, match=r"no bottleneck width 3; widths: \[1, 2, 4, 8\]"):
+        P.plan(bn_pkg, 3, "int8-pc+lz4")
+    with pytest.raises(ConfigError, match="codec must be one of"):
+        P.plan(bn_pkg, 4, "int3")
+    with pytest.raises(PackageError, match="no cut 'bn-w3'"):
+        bn_pkg.cut("bn-w3")
+
+
+def test_package_for_another_teacher_is_refused(bn_pkg):
+    from edgeinf import zoo
+    from edgeinf.bottleneck import plans as P
+    from edgeinf.package import sha256_file
+
+    P.check_teacher(bn_pkg, sha256_file(zoo.path("hand_landmark_full")))
+    with pytest.raises(PackageError, match="trained for teacher"):
+        P.check_teacher(bn_pkg, sha256_file(zoo.path("hand_landmark_lite")))
+
+
+def test_input_of_the_wrong_shape_is_refused(bn_pkg):
+    from edgeinf.bottleneck import plans as P
+
+    P.check_input(bn_pkg, np.zeros((1, 224, 224, 3), np.float32))
+    with pytest.raises(ConfigError, match=r"must be float32\[1, 224, 224, 3\]"):
+        P.check_input(bn_pkg, np.zeros((1, 3, 224, 224), np.float32))
+    with pytest.raises(EdgeInfError):
+        bn_pkg.session("head", "bn-w4").run({"input_1": np.zeros((1, 3, 224, 224), np.float32)})
+
+
+def test_package_without_a_bottleneck_section_says_how_to_build_one(tmp_path):
+    from edgeinf.bottleneck import plans as P
+    from edgeinf.package import open_package
+
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    from edgeinf.package import sha256_file
+
+    (tmp_path / "edgeinf.json").write_text(json.dumps({
+        "format": "edgeinf-package", "version": 1, "name": "plain",
+        "model": {"file": "m.onnx", "sha256": sha256_file(tmp_path / "m.onnx"), "inputs": [], "outputs": []}}))
+    with pytest.raises(PackageError, match="train_bottleneck.py"):
+        P.widths(open_package(tmp_path))
+
+
+# -- benchmark ------------------------------------------------------------------------------
+def test_bench_reports_the_issue_keys(bn_pkg):
+    from edgeinf.bench import bottleneck as B
+
+    if not B.UMTS.is_file():
+        pytest.fail(f"the UMTS trace {B.UMTS} is missing: ../shared/traces ships it beside the checkout")
+    res = B.measure(bn_pkg, "raspberry-pi-4", 0.0, B.UMTS)
+    assert {"teacher", "widths", "local_ms", "band_mbit", "split_vs_local", "split_vs_offload",
+            "controller"} <= set(res)
+    for w in res["widths"]:
+        assert {"width", "bytes", "jpeg90_bytes", "agreement", "head_ms", "tail_ms"} <= set(w)
+        assert 0 < w["bytes"] < w["jpeg90_bytes"]
+    lo, hi = res["band_mbit"]
+    assert hi >= 4 * lo * 0.999
+    assert {"trace", "adaptive_vs_best_static"} <= set(res["controller"])
