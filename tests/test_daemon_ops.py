@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import time
 import configparser
+import re
 import shlex
 import shutil
 import subprocess
@@ -100,21 +101,32 @@ def test_one_client_over_its_limit_gets_429(daemon):
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_0(cfg_file):
-    d = DaemonProc("--config", str(cfg_file), "--device", "raspberry-pi-4", "--queue", "4", "--per-client", "4")
+    d = DaemonProc("--config", str(cfg_file), "--device", "raspberry-pi-4", "--queue", "8", "--per-client", "8")
     try:
         body, headers = _body()
-        clients = [httpx.Client(timeout=30) for _ in range(4)]
-        for c in clients:  # connected before the burst, so all four arrive within one model run
+        clients = [httpx.Client(timeout=30) for _ in range(8)]
+        for c in clients:  # connected before the burst, so the requests arrive within a few model runs
             assert c.get(f"{d.url}/v2/health/live").status_code == 200
-        with cf.ThreadPoolExecutor(4) as ex:
+        seen = []
+
+        def inflight() -> bool:
+            m = re.search(r'edgeinf_inflight_requests\{model="hand"\} (\S+)', httpx.get(f"{d.url}/metrics").text)
+            seen.append(float(m.group(1)) if m else 0.0)
+            return seen[-1] >= 3
+
+        with cf.ThreadPoolExecutor(8) as ex:
             futs = [ex.submit(c.post, f"{d.url}/v2/models/hand/infer", content=body,
                               headers=dict(headers, **{"X-Client-Id": f"c{i}"})) for i, c in enumerate(clients)]
-            # all four admitted (running or queued: ~4 x 56 ms of EMULATED work to do), then TERM
-            assert wait_for(lambda: 'edgeinf_inflight_requests{model="hand"} 4.0'
-                            in httpx.get(f"{d.url}/metrics", timeout=5).text, timeout=10, every=0.002)
+            # several admitted (one running, the rest queued: ~56 ms of EMULATED work each), then TERM
+            assert wait_for(inflight, timeout=10, every=0.002), seen[-20:]
             d.proc.send_signal(15)
-            codes = [f.result().status_code for f in futs]
-        assert codes == [200] * 4, codes
+            done = [f.exception() or f.result() for f in futs]
+        answered = [r for r in done if isinstance(r, httpx.Response)]
+        # every admitted request is answered, and answered 200; a request that had not reached
+        # the daemon when it stopped accepting may fail to connect, nothing else may fail
+        assert all(r.status_code == 200 for r in answered), [r.status_code for r in answered]
+        assert len(answered) >= seen[-1], (len(answered), seen[-1])
+        assert all(isinstance(r, (httpx.Response, httpx.TransportError)) for r in done), done
         assert d.proc.wait(timeout=30) == 0
         assert any(r.get("event") == "stop" for r in d.logs())
         with pytest.raises(httpx.ConnectError):
