@@ -69,13 +69,19 @@ def test_api_key_is_required_except_for_health(daemon):
 
 def _burst(daemon, n: int, same_client: bool):
     body, headers = _body()
+    clients = [httpx.Client(timeout=30) for _ in range(n)]
+    for c in clients:  # connected first: the burst must land within one ~56 ms model run
+        c.get(f"{daemon.url}/v2/health/live")
 
     def one(i):
         h = dict(headers, **{"X-Client-Id": "app" if same_client else f"app{i}"})
-        return httpx.post(f"{daemon.url}/v2/models/hand/infer", content=body, headers=h, timeout=30)
+        return clients[i].post(f"{daemon.url}/v2/models/hand/infer", content=body, headers=h)
 
     with cf.ThreadPoolExecutor(n) as ex:
-        return list(ex.map(one, range(n)))
+        out = list(ex.map(one, range(n)))
+    for c in clients:
+        c.close()
+    return out
 
 
 def test_a_full_model_queue_answers_503_with_retry_after(daemon):
