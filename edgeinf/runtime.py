@@ -183,7 +183,7 @@ class EdgeRuntime:
 
     # -- stages ------------------------------------------------------------------------
     def _remote_or_local(self, role, cut, tensors, codec, end, res: RunResult) -> Dict[str, np.ndarray]:
-        reserve = fallback_reserve_ms(self._estimate(role, cut, tensors) * self.pace)
+        reserve = fallback_reserve_ms(self._local_ms(role, cut, tensors))
         budget = (end - time.monotonic()) * 1e3 - reserve
         reply = None
         if budget > 1.0:
@@ -288,6 +288,17 @@ class EdgeRuntime:
             log.warning("EdgeRuntime: %s of cut %s was not warmed up; timing it on this request", role, cut)
             self._time_role(role, cut, feeds)
         return self._est_ms[(role, cut)]
+
+    def _local_ms(self, role, cut, feeds) -> float:
+        """What running (role, cut) here will take, as the device runs it. Paced (EMULATED),
+        a stage takes max(pace x its best time, its host time) (:meth:`_pace`), so one slow
+        host run on a busy machine must not be multiplied by the pace: it made the reserve
+        outgrow the deadline and every remote attempt was skipped (seen in the daemon)."""
+        est = self._estimate(role, cut, feeds)
+        if self.pace <= 1.0:
+            return est
+        best = self._best_ms.get((role, cut), est)
+        return max(best * self.pace, est)
 
     def _learn(self, role, cut, ms: float) -> None:
         old = self._est_ms.get((role, cut))

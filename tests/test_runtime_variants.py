@@ -62,3 +62,17 @@ def test_a_tflite_variant_declared_in_the_package_runs_without_variants_kwarg(tm
     ref = edgeinf.load(lite)(x)
     for k in ref:
         np.testing.assert_array_equal(res.outputs[k], ref[k])
+
+
+def test_fallback_reserve_follows_the_paced_time_not_pace_x_a_slow_host_run(rt):
+    runtime, _ = rt
+    x = np.zeros((1, 224, 224, 3), np.float32)
+    runtime.run({"input_1": x}, plan=Plan("local"))  # learns the host time of the full model
+    best = runtime._best_ms[("full", None)]
+    paced = runtime._local_ms("full", None, {"input_1": x})
+    assert paced == pytest.approx(max(3.0 * best, runtime._est_ms[("full", None)]))
+    runtime._learn("full", None, 2.5 * best)  # one slow host run on a busy machine
+    # the device still takes pace x best (the pacing sleeps less), not pace x the slow run
+    assert runtime._local_ms("full", None, {"input_1": x}) == pytest.approx(3.0 * best)
+    runtime._learn("full", None, 4.0 * best)  # slower than the paced time: that is what it takes
+    assert runtime._local_ms("full", None, {"input_1": x}) == pytest.approx(4.0 * best)
