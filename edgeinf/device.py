@@ -42,7 +42,7 @@ def detect_board(root: str = "/") -> dict:
     return {"kind": "generic", "model": platform.processor() or platform.machine()}
 
 
-def _temperature() -> Optional[float]:
+def temperature() -> Optional[float]:
     fn = getattr(psutil, "sensors_temperatures", None)
     if fn is None:
         return None
@@ -100,7 +100,7 @@ def describe() -> dict:
         "memory_available_mb": vm.available // 2**20,
         "cpu_percent": psutil.cpu_percent(interval=0.1),
         "loadavg": load,
-        "temperature_c": _temperature(),
+        "temperature_c": temperature(),
         "throttling": _throttling(),
     }
 

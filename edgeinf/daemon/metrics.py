@@ -124,7 +124,7 @@ def _device(total: Optional[float]):
     g.add_metric([], psutil.cpu_percent(None) if total is None else total)
     yield g
     # NOTE: the device module's sensor choice (CPU package first), shared rather than copied
-    t = device._temperature()
+    t = device.temperature()
     if t is not None:
         g = GaugeMetricFamily("edgeinf_device_temperature_celsius", "Hottest CPU/SoC sensor")
         g.add_metric([], t)
