@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--seconds", type=float, default=8.0, help="load per measurement (default 8)")
     p.add_argument("--clients", type=int, default=4, help="closed-loop clients (default 4)")
     p.add_argument("--window", type=int, default=2, help="requests each client keeps in flight (default 2)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="1- and 2-replica measurements alternate this many times; medians reported (default 2)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run)
 
@@ -193,28 +195,39 @@ def kill_during(cluster, app: str = "edgeinf-tails", at_s: float = 2.0, out: Opt
     return during
 
 
-def measure(seconds: float = 8.0, clients: int = 4, window: int = 2) -> dict:
+def _loaded(front, pkg, x, clients, window, seconds) -> dict:
+    s = summarize(drive(front.endpoint, pkg.hash, None, {"input": x}, clients=clients, window=window, seconds=seconds))
+    s["replica_service_ms"] = front.load()["service_ms"]  # the replicas' own time: contention shows here
+    return s
+
+
+def measure(seconds: float = 8.0, clients: int = 4, window: int = 2, rounds: int = 2) -> dict:
     from ..scale.cluster import Cluster, RayConfig
 
     pkg = _package()
     x = np.random.default_rng(0).random((1, 3, 224, 224), np.float32)
     res: dict = {"conditions": {"cpus": os.cpu_count(), "loadavg_1m_start": round(os.getloadavg()[0], 2),
-                                "clients": clients, "window": window, "seconds": seconds,
+                                "clients": clients, "window": window, "seconds": seconds, "rounds": rounds,
                                 "tail": "mobilenetv2 full model, 1 thread per replica"}}
     worker = _worker_p50(pkg, x, min(seconds, 4.0))
+    runs: Dict[int, List[dict]] = {1: [], 2: []}
     with Cluster(RayConfig()) as cluster:
-        for n in (1, 2):
-            s = _with_front(cluster, pkg, n, lambda f: summarize(drive(f.endpoint, pkg.hash, None, {"input": x},
-                                                                       clients=clients, window=window, seconds=seconds)))
-            res[f"replicas_{n}"] = {k: s[k] for k in ("rps", "p50_ms", "p99_ms")}
-            res[f"replicas_{n}_detail"] = s
+        for _ in range(max(rounds, 1)):  # alternating, so a burst of load elsewhere hits both counts
+            for n in (1, 2):
+                runs[n].append(_with_front(cluster, pkg, n, lambda f: _loaded(f, pkg, x, clients, window, seconds)))
         ray1 = _with_front(cluster, pkg, 1, lambda f: summarize(drive(f.endpoint, pkg.hash, None, {"input": x},
                                                                       clients=1, window=1, seconds=min(seconds, 4.0))))
         kill: dict = {}
         s = _with_front(cluster, pkg, 2, lambda f: summarize(drive(
             f.endpoint, pkg.hash, None, {"input": x}, clients=clients, window=window, seconds=max(seconds, 6.0),
             during=kill_during(cluster, out=kill))))
+    for n in (1, 2):
+        med = lambda k: float(np.median([r[k] for r in runs[n]]))  # noqa: E731
+        res[f"replicas_{n}"] = {"rps": round(med("rps"), 2), "p50_ms": round(med("p50_ms"), 2),
+                                "p99_ms": round(med("p99_ms"), 2)}
+        res[f"replicas_{n}_rounds"] = runs[n]
     res["scale_ratio"] = round(res["replicas_2"]["rps"] / max(res["replicas_1"]["rps"], 1e-9), 3)
+    res["scale_ratio_rounds"] = [round(b["rps"] / max(a["rps"], 1e-9), 3) for a, b in zip(runs[1], runs[2])]
     res["ray_vs_worker"] = round(ray1["p50_ms"] / worker["p50_ms"], 3) if ray1["p50_ms"] and worker["p50_ms"] else None
     res["latency_1_client"] = {"worker_p50_ms": worker["p50_ms"], "ray_p50_ms": ray1["p50_ms"]}
     res["kill"] = {"sent": s["sent"], "lost": s["lost"], "duplicated": s["duplicated"],
@@ -224,14 +237,21 @@ def measure(seconds: float = 8.0, clients: int = 4, window: int = 2) -> dict:
 
 
 def run(args) -> int:
-    res = measure(args.seconds, args.clients, args.window)
+    import contextlib
+    import sys
+
+    # NOTE: Ray's driver prints raylet notices (a killed replica) to stdout: keep them off --json's line
+    with contextlib.redirect_stdout(sys.stderr):
+        res = measure(args.seconds, args.clients, args.window, args.rounds)
     if args.json:
         print(json.dumps(res))
         return 0
     for n in (1, 2):
         r = res[f"replicas_{n}"]
         print(f"replicas {n}: {r['rps']:.1f} req/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms")
-    print(f"scale ratio 2/1: {res['scale_ratio']:.2f}x (target >= 1.6 on 2 cores)")
+    print(f"scale ratio 2/1: {res['scale_ratio']:.2f}x (target >= 1.6 on 2 cores; rounds {res['scale_ratio_rounds']}, "
+          f"replica service ms {[r['replica_service_ms'] for r in res['replicas_1_rounds']]} at 1 vs "
+          f"{[r['replica_service_ms'] for r in res['replicas_2_rounds']]} at 2)")
     print(f"Ray path vs plain worker, p50 at one request in flight: {res['ray_vs_worker']}x "
           f"({res['latency_1_client']})")
     k = res["kill"]

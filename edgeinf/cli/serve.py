@@ -22,7 +22,9 @@ def register(sub) -> None:
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=2)
     p.add_argument("--llm-replicas", type=int, default=1, help="language-model replicas (fixed; default 1)")
-    p.add_argument("--max-ongoing", type=int, default=2, help="requests one tail replica runs at once (default 2)")
+    p.add_argument("--max-ongoing", type=int, default=2,
+                   help="requests Ray hands one tail replica at once (default 2: one runs, one waits transferred)")
+    p.add_argument("--slots", type=int, default=1, help="requests one tail replica runs at once (default 1)")
     p.add_argument("--replica-cpus", type=float, default=1.0, help="Ray CPUs reserved per replica (default 1)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per replica session (default 1)")
     p.add_argument("--deadline-ms", type=float, default=200.0,
@@ -85,7 +87,7 @@ def run(args) -> int:
     else:
         tails = Scaling(args.min_replicas, args.max_replicas)
     scale = ScaleConfig(tails=tails, llm=Scaling(args.llm_replicas, args.llm_replicas), max_ongoing=args.max_ongoing,
-                        replica_cpus=args.replica_cpus, threads=args.threads)
+                        slots=args.slots, replica_cpus=args.replica_cpus, threads=args.threads)
     cfg = WorkerConfig(bind=args.bind, queue=args.queue, per_client=args.per_client, curve_secret=args.curve_secret,
                        allow_dir=args.allow, allow_plaintext=args.allow_plaintext, drain_s=args.drain)
     cluster = Cluster(RayConfig(address=args.ray_address, num_cpus=args.num_cpus))

@@ -96,12 +96,12 @@ class Cluster:
                 "health_check_period_s": 1.0, "health_check_timeout_s": 10.0, "graceful_shutdown_timeout_s": 2.0}
 
     def deploy_tails(self, package_dirs: Sequence[str], hashes: Sequence[str], scaling: Scaling,
-                     max_ongoing: int = 2, replica_cpus: float = 1.0, threads: Optional[int] = 1):
+                     max_ongoing: int = 2, replica_cpus: float = 1.0, threads: Optional[int] = 1, slots: int = 1):
         """Deploy (or update) the tails application; returns its handle once replicas run."""
         from .replicas import TailReplica
 
         dep = self.serve.deployment(TailReplica, name=TAILS).options(**self._options(scaling, max_ongoing, replica_cpus))
-        return self.serve.run(dep.bind(list(map(str, package_dirs)), list(hashes), threads), name=TAILS,
+        return self.serve.run(dep.bind(list(map(str, package_dirs)), list(hashes), threads, slots), name=TAILS,
                               route_prefix=None)
 
     def deploy_llm(self, models: Dict[str, str], scaling: Scaling, max_ongoing: int = 4, replica_cpus: float = 1.0,

@@ -16,9 +16,10 @@ language-model step is not retried: the session died with its replica, the front
 SESSION and the edge reopens on another replica from its token history. Ray restarts the
 replica (its deployment keeps its replica count).
 
-LOAD reports aggregate the replicas: ``workers`` and ``capacity`` follow the replicas now
-running (``replicas`` x ``max_ongoing``), ``service_ms`` is the replicas' own execution
-time (a moving mean), ``replicas`` their count.
+LOAD reports aggregate the replicas: ``workers`` = requests the running replicas execute at
+once (``replicas`` x ``slots``), ``capacity`` = what they take (``replicas`` x
+``max_ongoing``) plus the front's queue, ``service_ms`` = the replicas' own execution time
+(a moving mean), ``replicas`` = their count.
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ RETRIES = 3  # sends of one graph request after replica deaths
 class ScaleConfig:
     tails: Scaling = Scaling()
     llm: Scaling = Scaling(1, 1)
-    max_ongoing: int = 2          # requests one tail replica takes at once (Ray's max_ongoing_requests)
+    max_ongoing: int = 2          # requests Ray hands one tail replica at once (max_ongoing_requests)...
+    slots: int = 1                # ...of which this many run at once (the rest wait, arguments transferred)
     llm_max_ongoing: int = 4
     replica_cpus: float = 1.0     # Ray CPUs per replica: with num_cpus = cores, at most cores replicas
     threads: Optional[int] = 1    # intra-op threads per replica session
@@ -149,7 +151,7 @@ class RayFront(Worker):
         s = self.scale
         if self._real:
             self.tails = self.cluster.deploy_tails([str(p.root) for p in self._real], [p.hash for p in self._real],
-                                                   s.tails, s.max_ongoing, s.replica_cpus, s.threads)
+                                                   s.tails, s.max_ongoing, s.replica_cpus, s.threads, s.slots)
         if self._llm_models:
             cfg = self.config
             self.llm_handle = self.cluster.deploy_llm(self._llm_models, s.llm, s.llm_max_ongoing, s.replica_cpus,
@@ -232,10 +234,12 @@ class RayFront(Worker):
     # -- reports -------------------------------------------------------------------------
     def load(self) -> dict:
         out = super().load()
-        n = self._replicas[TAILS] * self.scale.max_ongoing + self._replicas[LLMS] * self.scale.llm_max_ongoing
+        s, tails, llms = self.scale, self._replicas[TAILS], self._replicas[LLMS]
+        n = tails * s.slots + llms  # requests running at once (an LLM replica runs one per model context)
+        taken = tails * s.max_ongoing + llms * s.llm_max_ongoing
         with self._lock:
             ms = self._replica_ms
-        out.update(workers=n, capacity=n + self.config.queue, service_ms=round(ms, 3),
+        out.update(workers=n, capacity=taken + self.config.queue, service_ms=round(ms, 3),
                    replicas=self._replicas[TAILS] + self._replicas[LLMS])
         return out
 

@@ -13,6 +13,7 @@ Ray's health checks and restarts do the rest.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -20,12 +21,20 @@ from ..errors import PackageError
 
 
 class TailReplica:
-    """Every graph (full model for offload, each cut's tail) of the given packages."""
+    """Every graph (full model for offload, each cut's tail) of the given packages.
 
-    def __init__(self, package_dirs: Sequence[str], hashes: Sequence[str], threads: Optional[int] = 1):
+    ``slots`` requests run at once (default 1: a replica is one core's worth with one
+    intra-op thread). Ray Serve runs sync methods in a thread pool, so without this bound a
+    replica taking ``max_ongoing`` requests would run them all at once and one replica could
+    take every core; with it, the extra requests Ray hands over wait here with their
+    arguments already transferred, which overlaps the transfer with the compute."""
+
+    def __init__(self, package_dirs: Sequence[str], hashes: Sequence[str], threads: Optional[int] = 1,
+                 slots: int = 1):
         from ..package import open_package
 
         self.graphs = {}
+        self._slots = threading.BoundedSemaphore(max(1, slots))
         for d, want in zip(package_dirs, hashes):
             pkg = open_package(d, verify=False)  # the front verified the files; the hash pins the manifest
             if pkg.hash != want:
@@ -37,9 +46,11 @@ class TailReplica:
 
     def run(self, pkg: str, cut: Optional[str], inputs: Dict[str, object]):
         """(outputs, service_ms, pid). Engine errors propagate as they are; the front maps them."""
-        t0 = time.perf_counter()
-        out = self.graphs[(pkg, cut)].run(inputs)
-        return out, (time.perf_counter() - t0) * 1e3, os.getpid()
+        graph = self.graphs[(pkg, cut)]
+        with self._slots:
+            t0 = time.perf_counter()
+            out = graph.run(inputs)
+            return out, (time.perf_counter() - t0) * 1e3, os.getpid()
 
     def pid(self) -> int:
         return os.getpid()
