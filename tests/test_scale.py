@@ -128,7 +128,7 @@ def test_a_package_through_the_zmq_front_is_exact(cluster, pkg):
         np.testing.assert_array_equal(r.message.arrays()["logits"],
                                       pkg.session("tail", cut).run(dict(mid))["logits"])
         load = r.message.meta["load"]
-        assert load["replicas"] == 1 and load["workers"] == 1 and load["capacity"] == 2 + 16
+        assert load["replicas"] == 1 and load["workers"] == 1 and load["capacity"] == 8 + 16
         assert load["service_ms"] > 0
         # a wrong input is refused at the front (no replica sees it), as by a worker
         bad_specs, bad_frames = protocol.pack_raw({"input": x[:, :2]})

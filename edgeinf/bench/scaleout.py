@@ -4,7 +4,9 @@ worker, and under a replica kill -9.
 Every number comes through the ZeroMQ front with raw DEALER clients that count every reply
 frame by request id (so a duplicate cannot hide in a client library): ``lost`` = no reply by
 the budget + 1 s, ``duplicated`` = more than one reply for one id. The tail is the
-mobilenetv2 test package's full model (CPU-bound, one intra-op thread per replica). All on
+graph is a CPU-bound MatMul chain with a 1 kB input (``--tail mobilenetv2``: the test
+package's full model, whose 600 kB input Ray moves through its object store), one intra-op
+thread and one slot per replica. All on
 this host: a local Ray instance on 127.0.0.1 with ``num_cpus`` = the machine's cores, the
 front and the load generator in this process.
 """
@@ -28,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--window", type=int, default=2, help="requests each client keeps in flight (default 2)")
     p.add_argument("--rounds", type=int, default=2,
                    help="1- and 2-replica measurements alternate this many times; medians reported (default 2)")
+    p.add_argument("--tail", choices=["matmul", "mobilenetv2"], default="matmul",
+                   help="the graph served: a CPU-bound MatMul chain with a 1 kB input (default; about 15 ms on "
+                        "one thread here) or mobilenetv2's full model (600 kB input: Ray moves it through its object store)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run)
 
@@ -107,6 +112,37 @@ def _client(endpoint, name, pkg, cut, specs, frames, window, stop_at, budget_ms,
         sock.close(linger=0)
 
 
+def drive_elsewhere(endpoint: str, pkg: str, *, clients: int = 4, window: int = 2, seconds: float = 5.0,
+                    budget_ms: float = 3000.0, during=None, input_name: str = "input",
+                    shape=(1, 3, 224, 224)) -> dict:
+    """:func:`drive` in a child process (as devices are: not sharing the front's interpreter
+    and GIL) on the test package's input shape; returns its :func:`summarize`. ``during(t0)``
+    runs here meanwhile."""
+    import subprocess
+    import sys
+
+    args = json.dumps({"endpoint": endpoint, "pkg": pkg, "clients": clients, "window": window,
+                       "seconds": seconds, "budget_ms": budget_ms, "input": input_name, "shape": list(shape)})
+    child = subprocess.Popen([sys.executable, "-m", "edgeinf.bench.scaleout", args], stdout=subprocess.PIPE, text=True)
+    side = threading.Thread(target=during, args=(time.monotonic(),), daemon=True) if during else None
+    if side:
+        side.start()
+    out, _ = child.communicate(timeout=seconds + budget_ms / 1e3 + 60)
+    if side:
+        side.join(60)
+    if child.returncode != 0:
+        raise RuntimeError(f"load generator exited {child.returncode}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _drive_main(spec: str) -> None:
+    a = json.loads(spec)
+    x = np.random.default_rng(0).random(tuple(a["shape"]), np.float32)
+    run = drive(a["endpoint"], a["pkg"], None, {a["input"]: x}, clients=a["clients"], window=a["window"],
+                seconds=a["seconds"], budget_ms=a["budget_ms"])
+    print(json.dumps(summarize(run)), flush=True)
+
+
 def summarize(run: dict) -> dict:
     recs = run["records"].values()
     lat = sorted((r["replies"][0][1] - r["sent"]) * 1e3 for r in recs if r["replies"] and r["replies"][0][0] == "RESULT")
@@ -122,12 +158,19 @@ def summarize(run: dict) -> dict:
 
 
 # -- the suite ------------------------------------------------------------------------------
-def _package():
+MATMUL = (256, 48)  # width, depth of the MatMul chain: about 15 ms on one thread here
+
+
+def _package(tail: str = "matmul"):
+    """(package, input name, input shape) of the served graph."""
     from .. import config
     from ..package import open_package
-    from ..transport.testing import make_split_package
+    from ..transport.testing import make_slow_package, make_split_package
 
-    return open_package(make_split_package(config.cache_dir() / "bench" / "mnv2-split"))
+    if tail == "mobilenetv2":
+        return open_package(make_split_package(config.cache_dir() / "bench" / "mnv2-split")), "input", (1, 3, 224, 224)
+    w, d = MATMUL
+    return open_package(make_slow_package(config.cache_dir() / "bench" / f"matmul-{w}x{d}", w, d)), "x", (1, w)
 
 
 def _serving(front):
@@ -154,13 +197,13 @@ def _with_front(cluster, pkg, replicas: int, fn):
         front.finalize()
 
 
-def _worker_p50(pkg, x, seconds) -> dict:
+def _worker_p50(pkg, feed, seconds) -> dict:
     from ..worker import Worker, WorkerConfig
 
     w = Worker([pkg], WorkerConfig(bind="tcp://127.0.0.1:*", workers=1, threads=1)).initialize()
     t = _serving(w)
     try:
-        return summarize(drive(w.endpoint, pkg.hash, None, {"input": x}, clients=1, window=1, seconds=seconds))
+        return drive_elsewhere(w.endpoint, pkg.hash, clients=1, window=1, seconds=seconds, **feed)
     finally:
         w.stop()
         t.join(30)
@@ -195,32 +238,60 @@ def kill_during(cluster, app: str = "edgeinf-tails", at_s: float = 2.0, out: Opt
     return during
 
 
-def _loaded(front, pkg, x, clients, window, seconds) -> dict:
-    s = summarize(drive(front.endpoint, pkg.hash, None, {"input": x}, clients=clients, window=window, seconds=seconds))
+def _cpu_s(pids) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _ray_pids(app: str = "edgeinf-tails") -> Dict[str, list]:
+    import psutil
+
+    from ..scale.cluster import replica_pids
+
+    daemons = [p.pid for p in psutil.process_iter(["name", "cmdline"])
+               if p.info["name"] in ("raylet", "gcs_server") or "ServeController" in " ".join(p.info["cmdline"] or ())]
+    return {"front": [os.getpid()], "replicas": replica_pids(app), "ray_daemons": daemons}
+
+
+def _loaded(front, pkg, feed, clients, window, seconds) -> dict:
+    pids = _ray_pids()
+    before = {k: _cpu_s(v) for k, v in pids.items()}
+    s = drive_elsewhere(front.endpoint, pkg.hash, clients=clients, window=window, seconds=seconds, **feed)
     s["replica_service_ms"] = front.load()["service_ms"]  # the replicas' own time: contention shows here
+    # where the CPU went, per answered request: the front (Worker + Ray handle), the replicas, Ray's daemons
+    s["cpu_ms_per_request"] = {k: round((_cpu_s(v) - before[k]) * 1e3 / max(s["ok"], 1), 2) for k, v in pids.items()}
     return s
 
 
-def measure(seconds: float = 8.0, clients: int = 4, window: int = 2, rounds: int = 2) -> dict:
+def measure(seconds: float = 8.0, clients: int = 4, window: int = 2, rounds: int = 2, tail: str = "matmul") -> dict:
     from ..scale.cluster import Cluster, RayConfig
 
-    pkg = _package()
-    x = np.random.default_rng(0).random((1, 3, 224, 224), np.float32)
+    pkg, name, shape = _package(tail)
+    feed = {"input_name": name, "shape": shape}
     res: dict = {"conditions": {"cpus": os.cpu_count(), "loadavg_1m_start": round(os.getloadavg()[0], 2),
                                 "clients": clients, "window": window, "seconds": seconds, "rounds": rounds,
-                                "tail": "mobilenetv2 full model, 1 thread per replica"}}
-    worker = _worker_p50(pkg, x, min(seconds, 4.0))
+                                "tail": (f"MatMul chain {MATMUL[0]}x{MATMUL[0]} x {MATMUL[1]}" if tail == "matmul"
+                                         else "mobilenetv2 full model") + ", 1 thread, 1 slot per replica"}}
+    worker = _worker_p50(pkg, feed, min(seconds, 4.0))
     runs: Dict[int, List[dict]] = {1: [], 2: []}
     with Cluster(RayConfig()) as cluster:
         for _ in range(max(rounds, 1)):  # alternating, so a burst of load elsewhere hits both counts
             for n in (1, 2):
-                runs[n].append(_with_front(cluster, pkg, n, lambda f: _loaded(f, pkg, x, clients, window, seconds)))
-        ray1 = _with_front(cluster, pkg, 1, lambda f: summarize(drive(f.endpoint, pkg.hash, None, {"input": x},
-                                                                      clients=1, window=1, seconds=min(seconds, 4.0))))
+                runs[n].append(_with_front(cluster, pkg, n, lambda f: _loaded(f, pkg, feed, clients, window, seconds)))
+        ray1 = _with_front(cluster, pkg, 1, lambda f: drive_elsewhere(f.endpoint, pkg.hash, clients=1, window=1,
+                                                                      seconds=min(seconds, 4.0), **feed))
         kill: dict = {}
-        s = _with_front(cluster, pkg, 2, lambda f: summarize(drive(
-            f.endpoint, pkg.hash, None, {"input": x}, clients=clients, window=window, seconds=max(seconds, 6.0),
-            during=kill_during(cluster, out=kill))))
+        s = _with_front(cluster, pkg, 2, lambda f: drive_elsewhere(
+            f.endpoint, pkg.hash, clients=clients, window=window, seconds=max(seconds, 6.0),
+            during=kill_during(cluster, at_s=3.0, out=kill), **feed))
     for n in (1, 2):
         med = lambda k: float(np.median([r[k] for r in runs[n]]))  # noqa: E731
         res[f"replicas_{n}"] = {"rps": round(med("rps"), 2), "p50_ms": round(med("p50_ms"), 2),
@@ -242,7 +313,7 @@ def run(args) -> int:
 
     # NOTE: Ray's driver prints raylet notices (a killed replica) to stdout: keep them off --json's line
     with contextlib.redirect_stdout(sys.stderr):
-        res = measure(args.seconds, args.clients, args.window, args.rounds)
+        res = measure(args.seconds, args.clients, args.window, args.rounds, args.tail)
     if args.json:
         print(json.dumps(res))
         return 0
@@ -259,3 +330,9 @@ def run(args) -> int:
           f"recovered in {k['recovery_s']} s; outcomes {k['outcomes']}")
     print(f"conditions: {res['conditions']}")
     return 0
+
+
+if __name__ == "__main__":  # the load generator's child process (drive_elsewhere)
+    import sys
+
+    _drive_main(sys.argv[1])

@@ -22,8 +22,8 @@ def register(sub) -> None:
     p.add_argument("--min-replicas", type=int, default=1)
     p.add_argument("--max-replicas", type=int, default=2)
     p.add_argument("--llm-replicas", type=int, default=1, help="language-model replicas (fixed; default 1)")
-    p.add_argument("--max-ongoing", type=int, default=2,
-                   help="requests Ray hands one tail replica at once (default 2: one runs, one waits transferred)")
+    p.add_argument("--max-ongoing", type=int, default=8,
+                   help="requests Ray hands one tail replica at once (default 8; --slots of them run, the rest wait there)")
     p.add_argument("--slots", type=int, default=1, help="requests one tail replica runs at once (default 1)")
     p.add_argument("--replica-cpus", type=float, default=1.0, help="Ray CPUs reserved per replica (default 1)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per replica session (default 1)")
