@@ -23,7 +23,6 @@ The capacity model is in docs/scale.md.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
