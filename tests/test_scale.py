@@ -136,6 +136,48 @@ def test_a_package_through_the_zmq_front_is_exact(cluster, pkg):
         assert r.outcome.name == "ERROR" and r.error_code == protocol.ErrorCode.BAD_INPUT
 
 
+def test_curve_is_kept_at_the_front(cluster, pkg, tmp_path):
+    """The front is the only door: an allowlisted key is served through Ray, an unknown key
+    and a plaintext peer get nothing from the replicas (AUTH_FAILED / no answer)."""
+    import shutil
+
+    from edgeinf.scale.front import RayFront, ScaleConfig
+    from edgeinf.transport import Client, protocol
+    from edgeinf.transport.security import generate_keys
+    from edgeinf.transport.testing import RawClient
+    from edgeinf.worker import WorkerConfig
+
+    keys = {n: generate_keys(tmp_path / "keys", n) for n in ("front", "alice", "mallory")}
+    allow = tmp_path / "allow"
+    allow.mkdir()
+    shutil.copy(keys["alice"][0], allow / "alice.key")
+    front = RayFront([pkg], WorkerConfig(bind="tcp://127.0.0.1:*", curve_secret=str(keys["front"][1]),
+                                         allow_dir=str(allow)), ScaleConfig(tails=Scaling(1, 1)), cluster=cluster)
+    front.initialize()
+    t = threading.Thread(target=front.serve, daemon=True)
+    t.start()
+    try:
+        specs, frames = protocol.pack_raw({"input": np.zeros((1, 3, 224, 224), np.float32)})
+        with Client(front.endpoint, server_key=keys["front"][0], client_key=keys["alice"][1]) as alice:
+            assert alice.wait_ready(10)
+            assert alice.infer(pkg.hash, None, specs, frames, timeout=10.0).outcome.name == "OK"
+        with Client(front.endpoint, server_key=keys["front"][0], client_key=keys["mallory"][1],
+                    backoff_s=0.5) as mallory:
+            outcomes, end = [], time.monotonic() + 2.0  # the client notices the refused handshake fast
+            while time.monotonic() < end:
+                outcomes.append(mallory.infer(pkg.hash, None, specs, frames, timeout=1.0).outcome.name)
+                time.sleep(0.1)
+            assert "OK" not in outcomes and outcomes[-1] == "AUTH_FAILED", outcomes
+        with RawClient(front.endpoint) as probe:
+            probe.send_msg(protocol.Kind.HELLO, {})
+            assert probe.recv(0.5) is None
+        assert front.stats["executed"] == 1
+    finally:
+        front.stop()
+        t.join(30)
+        front.finalize()
+
+
 @pytest.mark.slow
 def test_autoscaling_goes_from_1_to_2_replicas_under_load(cluster, pkg):
     """Queue length drives Ray Serve's autoscaler: sustained load on one replica (target one
