@@ -132,9 +132,9 @@ class RayFront(Worker):
         if config.connect:
             raise ConfigError("the Ray front binds; it does not connect to a broker (Ray is its backend)")
         self.scale = scale
-        slots = scale.tails.max_replicas * scale.max_ongoing if packages else 0
-        slots += scale.llm.max_replicas * scale.llm_max_ongoing if llms else 0
-        super().__init__(packages, replace(config, workers=max(slots, 1)), llms=llms)
+        concurrency = scale.tails.max_replicas * scale.max_ongoing if packages else 0
+        concurrency += scale.llm.max_replicas * scale.llm_max_ongoing if llms else 0
+        super().__init__(packages, replace(config, workers=max(concurrency, 1)), llms=llms)
         self._real = list(packages)
         self.packages = {p.hash: _RemotePackage(p, self) for p in packages}
         self._llm_models = dict(llms or {})
