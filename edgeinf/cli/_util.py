@@ -61,3 +61,22 @@ def require(*modules: str) -> None:
     for name in modules:
         if importlib.util.find_spec(name) is None:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+def llm_specs(specs) -> dict:
+    """``--llm NAME=GGUF`` values as ``{name: absolute path}``; a clear error for each mistake."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    out = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--llm takes NAME=GGUF (e.g. smollm2=/models/smollm2.gguf); got {spec!r}")
+        if name in out:
+            raise ConfigError(f"--llm {name} given twice")
+        if not Path(path).is_file():
+            raise ConfigError(f"--llm {name}: no file {path}")
+        out[name] = str(Path(path).resolve())
+    return out

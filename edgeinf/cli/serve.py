@@ -69,15 +69,11 @@ def run(args) -> int:
     from ..scale.front import RayFront, ScaleConfig
     from ..scale.policy import Scaling, scaling_for
     from ..worker import WorkerConfig
+    from ._util import llm_specs
 
     if not args.package and not args.llm:
         raise ConfigError("serve needs at least one --package DIR or --llm NAME=GGUF")
-    llms = {}
-    for spec in args.llm:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not Path(path).is_file():
-            raise ConfigError(f"--llm takes NAME=GGUF with an existing file; got {spec!r}")
-        llms[name] = str(Path(path).resolve())
+    llms = llm_specs(args.llm)
     pkgs = [open_package(Path(d).resolve(), verify=not args.no_verify) for d in args.package]
     if args.target is not None:
         tails = Scaling(args.min_replicas, args.max_replicas, args.target)

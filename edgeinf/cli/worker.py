@@ -40,26 +40,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..errors import ConfigError
     from ..package import open_package
     from ..transport.protocol import Limits
     from ..worker import Worker, WorkerConfig
-
-    from pathlib import Path
-
-    from ..errors import ConfigError
+    from ._util import llm_specs
 
     if not args.package and not args.llm:
         raise ConfigError("a worker needs at least one --package DIR or --llm NAME=GGUF")
-    llms = {}
-    for spec in args.llm:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ConfigError(f"--llm takes NAME=GGUF (e.g. smollm2=/models/smollm2.gguf); got {spec!r}")
-        if name in llms:
-            raise ConfigError(f"--llm {name} given twice")
-        if not Path(path).is_file():
-            raise ConfigError(f"--llm {name}: no file {path}")
-        llms[name] = path
+    llms = llm_specs(args.llm)
     pkgs = [open_package(d, verify=not args.no_verify) for d in args.package]
     cfg = WorkerConfig(bind=args.bind, connect=args.connect, workers=args.workers, queue=args.queue,
                        threads=args.threads, curve_secret=args.curve_secret, allow_dir=args.allow,

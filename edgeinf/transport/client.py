@@ -162,14 +162,8 @@ class Client:
         """Send one INFER; the Future resolves to a :class:`Reply` by ``timeout`` seconds."""
         rid = next(self._ids) if request_id is None else request_id
         meta = {"id": rid, "client": self.name, "pkg": pkg, "cut": cut, "codec": codec, "tensors": tensors}
-        body = [memoryview(f).nbytes for f in frames]
-        req = _Request(rid, list(frames), meta, time.monotonic() + timeout, Future(), sum(body))
-        if self._closed:
-            req.future.set_result(Reply(Outcome.DOWN, rid, error="client closed"))
-            return req.future
-        self._cmds.put(req)
-        os.write(self._wake_w, b"x")
-        return req.future
+        return self._enqueue(_Request(rid, list(frames), meta, time.monotonic() + timeout, Future(),
+                                      sum(memoryview(f).nbytes for f in frames)))
 
     def request(self, kind: Kind, meta: dict, frames: list = (), *, timeout: float = 1.0,
                 endpoint: Optional[str] = None) -> Future:
@@ -178,11 +172,12 @@ class Client:
         The Future resolves to a :class:`Reply` by ``timeout`` seconds."""
         rid = next(self._ids)
         meta = {**meta, "id": rid, "client": self.name}
-        body = [memoryview(f).nbytes for f in frames]
-        req = _Request(rid, list(frames), meta, time.monotonic() + timeout, Future(), sum(body),
-                       kind=kind, pin=endpoint)
+        return self._enqueue(_Request(rid, list(frames), meta, time.monotonic() + timeout, Future(),
+                                      sum(memoryview(f).nbytes for f in frames), kind=kind, pin=endpoint))
+
+    def _enqueue(self, req: _Request) -> Future:
         if self._closed:
-            req.future.set_result(Reply(Outcome.DOWN, rid, error="client closed"))
+            req.future.set_result(Reply(Outcome.DOWN, req.id, error="client closed"))
             return req.future
         self._cmds.put(req)
         os.write(self._wake_w, b"x")
