@@ -63,6 +63,12 @@ class Cut:
     tail: FileRef
     extra: dict = field(default_factory=dict)  # profile, codecs, fidelity... (grows)
 
+    @property
+    def learned(self) -> bool:
+        """A learned cut (a bottleneck): head + tail approximate the model instead of being
+        it, so a local fallback runs the full model, not this cut's tail."""
+        return bool(self.extra.get("bottleneck"))
+
     def channel_axes(self) -> Dict[str, int]:
         """Channel axis per crossing tensor recorded at split time (NHWC: -1, NCHW: 1)."""
         return {str(k): int(v) for k, v in self.extra.get("channel_axis", {}).items()}

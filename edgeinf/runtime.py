@@ -121,7 +121,9 @@ class EdgeRuntime:
         elif plan.kind == "split":
             res = RunResult({}, "offload", plan, pace=self.pace)
             crossing = self._compute("head", plan.cut, inputs, res, "head")
-            res.outputs = self._remote_or_local("tail", plan.cut, crossing, plan.codec or "raw", end, res)
+            # a learned cut's tail is only an approximation of the model: fall back to the model
+            local = ("full", None, inputs) if self.package.cut(plan.cut).learned else None
+            res.outputs = self._remote_or_local("tail", plan.cut, crossing, plan.codec or "raw", end, res, local)
         else:
             res = RunResult({}, "offload", plan, pace=self.pace)
             res.outputs = self._remote_or_local("full", None, inputs, plan.codec or "raw", end, res)
@@ -182,8 +184,12 @@ class EdgeRuntime:
         return out
 
     # -- stages ------------------------------------------------------------------------
-    def _remote_or_local(self, role, cut, tensors, codec, end, res: RunResult) -> Dict[str, np.ndarray]:
-        reserve = fallback_reserve_ms(self._local_ms(role, cut, tensors))
+    def _remote_or_local(self, role, cut, tensors, codec, end, res: RunResult,
+                         local: Optional[tuple] = None) -> Dict[str, np.ndarray]:
+        """Run (role, cut) remotely on ``tensors``, else locally: the same stage, or ``local``
+        = (role, cut, feeds) where that is what a fallback must run instead."""
+        local = local or (role, cut, tensors)
+        reserve = fallback_reserve_ms(self._local_ms(*local))
         budget = (end - time.monotonic()) * 1e3 - reserve
         reply = None
         if budget > 1.0:
@@ -198,7 +204,7 @@ class EdgeRuntime:
             return reply
         res.outcome = "local_fallback"
         log.info("plan %s fell back to local (%s): %s", res.plan, res.transport, res.error)
-        return self._compute(role, cut, tensors, res, "fallback")
+        return self._compute(*local, res, "fallback")
 
     def _offload(self, cut, tensors, codec, timeout, res: RunResult) -> Optional[Dict[str, np.ndarray]]:
         t = time.perf_counter()
