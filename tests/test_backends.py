@@ -134,11 +134,11 @@ def test_unknown_backend_name(mobilenet_path):
         edgeinf.backends.get_class("tensorrt")
 
 
-def test_gguf_is_recognised_and_refused_clearly(tmp_path):
+def test_gguf_is_recognised_and_a_broken_one_refused_clearly(tmp_path):
     p = tmp_path / "tiny.gguf"
     p.write_bytes(b"GGUF" + b"\x00" * 60)
     assert edgeinf.backends.sniff(p) == "llamacpp"
-    with pytest.raises(BackendError, match="llama"):
+    with pytest.raises(ModelError, match="llama.cpp could not load"):  # real GGUFs: tests/test_llm.py
         edgeinf.load(p)
 
 

@@ -247,8 +247,7 @@ def test_package_without_a_bottleneck_section_says_how_to_build_one(tmp_path):
 def test_bench_reports_the_issue_keys(bn_pkg):
     from edgeinf.bench import bottleneck as B
 
-    if not B.UMTS.is_file():
-        pytest.fail(f"the UMTS trace {B.UMTS} is missing: ../shared/traces ships it beside the checkout")
+    assert B.UMTS.is_file(), f"the UMTS trace {B.UMTS} is missing from the package data"
     res = B.measure(bn_pkg, "raspberry-pi-4", 0.0, B.UMTS)
     assert {"teacher", "widths", "local_ms", "band_mbit", "split_vs_local", "split_vs_offload",
             "controller"} <= set(res)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-UMTS = Path(__file__).resolve().parents[2].parent / "shared" / "traces" / "TMobile-UMTS-driving.down"
+UMTS = Path(__file__).resolve().parents[1] / "data" / "traces" / "TMobile-UMTS-driving.down"  # shipped
 GRID = np.geomspace(0.1, 100.0, 61)  # Mbit/s
 
 
@@ -72,7 +72,7 @@ def _controller(pkg, costs, trace: Path, local_ms: float) -> dict:
     from ..netem import Link, Trace
 
     if not trace.is_file():
-        raise ConfigError(f"--trace {trace}: no such file (the UMTS trace lives in ../shared/traces)")
+        raise ConfigError(f"--trace {trace}: no such file (the default, the UMTS trace, ships in edgeinf/data/traces)")
     tr = Trace.load(trace)
     link = Link(tr, delay_ms=10.0)
     arrivals = [60_000.0 + i * 100.0 for i in range(600)]  # 60 s at 10 requests/s, from 60 s in
