@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import zmq
 
 from .errors import BackendError, CodecError, ConfigError, InputError, ProtocolError
@@ -506,8 +507,6 @@ class Worker:
 
     def _run_llm(self, job: _Job):
         """One session operation; the session belongs to (CURVE user, client name)."""
-        import numpy as np
-
         tokens = _util.unpack(job.msg, self.limits)["tokens"].tolist()
         owner = (job.key[0], job.key[1])
         meta, out, lps = self._llm.handle(owner, job.msg.meta, tokens)

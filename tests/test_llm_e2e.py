@@ -66,30 +66,30 @@ def test_every_mode_answers_and_speculate_is_the_cloud_answer(worker, edge, clou
     assert spec.bytes_recv / len(spec.tokens) < 1000 and spec.bytes_sent / len(spec.tokens) < 400
 
 
+def _llm(client, meta, tokens):
+    """One kind-LLM request on ``client`` with ``tokens`` (model smollm2 unless ``meta`` names one)."""
+    meta = {"model": "smollm2", **meta, "tensors": [{"name": "tokens", "dtype": "int32", "shape": [len(tokens)]}]}
+    return client.request(Kind.LLM, meta, [np.asarray(tokens, np.int32)], timeout=10).result(15)
+
+
 def test_sessions_are_isolated_between_clients(worker, edge):
     a, b = Client(worker.endpoint), Client(worker.endpoint)
     try:
         assert a.wait_ready(5) and b.wait_ready(5)
         ids = edge.tokenize(edge.chat_prompt(ASK))
-        meta = {"op": "open", "model": "smollm2", "n": 2,
-                "tensors": [{"name": "tokens", "dtype": "int32", "shape": [len(ids)]}]}
-        r = a.request(Kind.LLM, meta, [np.asarray(ids, np.int32)], timeout=10).result(15)
+        r = _llm(a, {"op": "open", "n": 2}, ids)
         assert r.ok, r
         sid, n_past = r.message.meta["session"], r.message.meta["n_past"]
-        steal = {"op": "step", "model": "smollm2", "n": 1, "session": sid, "n_past": n_past,
-                 "tensors": [{"name": "tokens", "dtype": "int32", "shape": [0]}]}
-        r = b.request(Kind.LLM, steal, [np.zeros(0, np.int32)], timeout=10).result(15)
+        steal = {"op": "step", "n": 1, "session": sid, "n_past": n_past}
+        r = _llm(b, steal, [])
         assert r.outcome is Outcome.ERROR and r.error_code == ErrorCode.SESSION, r
-        r = a.request(Kind.LLM, steal, [np.zeros(0, np.int32)], timeout=10).result(15)
+        r = _llm(a, steal, [])
         assert r.ok and len(r.message.arrays()["tokens"]) == 1, r  # the owner goes on
-        bad = {**steal, "model": "gpt-9"}
-        r = a.request(Kind.LLM, bad, [np.zeros(0, np.int32)], timeout=10).result(15)
+        r = _llm(a, {**steal, "model": "gpt-9"}, [])
         assert r.error_code == ErrorCode.UNKNOWN_MODEL and "smollm2" in r.error
-        oov = {**meta, "tensors": [{"name": "tokens", "dtype": "int32", "shape": [1]}]}
-        r = a.request(Kind.LLM, oov, [np.asarray([10**8], np.int32)], timeout=10).result(15)
+        r = _llm(a, {"op": "open", "n": 2}, [10**8])
         assert r.error_code == ErrorCode.BAD_INPUT and "vocabulary" in r.error
-        huge = {**meta, "tensors": [{"name": "tokens", "dtype": "int32", "shape": [3000]}]}
-        r = a.request(Kind.LLM, huge, [np.ones(3000, np.int32)], timeout=10).result(15)
+        r = _llm(a, {"op": "open", "n": 2}, [1] * 3000)
         assert r.outcome is Outcome.ERROR and r.error_code in (ErrorCode.BAD_INPUT, ErrorCode.PROTOCOL), r
     finally:
         a.close()
@@ -226,15 +226,12 @@ def test_curve_identity_owns_the_session_even_with_a_spoofed_client_name(tmp_pat
         try:
             assert alice.wait_ready(5) and mallory.wait_ready(5)
             ids = edge.tokenize(edge.chat_prompt(ASK))
-            meta = {"op": "open", "model": "smollm2", "n": 1,
-                    "tensors": [{"name": "tokens", "dtype": "int32", "shape": [len(ids)]}]}
-            r = alice.request(Kind.LLM, meta, [np.asarray(ids, np.int32)], timeout=10).result(15)
+            r = _llm(alice, {"op": "open", "n": 1}, ids)
             assert r.ok, r
-            steal = {"op": "step", "model": "smollm2", "n": 1, "session": r.message.meta["session"],
-                     "n_past": r.message.meta["n_past"], "tensors": [{"name": "tokens", "dtype": "int32", "shape": [0]}]}
-            r = mallory.request(Kind.LLM, steal, [np.zeros(0, np.int32)], timeout=10).result(15)
+            steal = {"op": "step", "n": 1, "session": r.message.meta["session"], "n_past": r.message.meta["n_past"]}
+            r = _llm(mallory, steal, [])
             assert r.error_code == ErrorCode.SESSION, r
-            r = alice.request(Kind.LLM, steal, [np.zeros(0, np.int32)], timeout=10).result(15)
+            r = _llm(alice, steal, [])
             assert r.ok, r
         finally:
             alice.close()

@@ -245,6 +245,9 @@ class LlamaCppModel(Model):
 
     def common_prefix(self, ids: Sequence[int]) -> int:
         """How many leading tokens of ``ids`` the sequence already holds."""
+        held = len(self.tokens)
+        if list(ids[:held]) == self.tokens:  # the usual case (history grew): one C-level compare
+            return held
         n = 0
         for a, b in zip(self.tokens, ids):
             if a != b:
