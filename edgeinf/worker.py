@@ -280,7 +280,7 @@ class Worker:
         batch = []
         for _ in range(64):
             try:
-                batch.append(self.front.recv_multipart(zmq.NOBLOCK, copy=False))
+                batch.append(_util.recv_frames(self.front, zmq.NOBLOCK))  # recv_multipart at a third of the Python
             except zmq.Again:
                 break
         late, self._lag = self._lag, (self._lag if len(batch) == 64 else 0.0)  # backlog read: lag over
@@ -440,7 +440,7 @@ class Worker:
             rid = meta.get("id") if isinstance(meta, dict) else None
             body = protocol.encode(Kind.ERROR, protocol.error_meta(ErrorCode.INTERNAL, "reply too large", rid))
         try:
-            self.front.send_multipart(envelope + body, zmq.NOBLOCK, copy=False)
+            _util.send_frames(self.front, envelope + body, zmq.NOBLOCK)
         except zmq.ZMQError as e:  # EHOSTUNREACH (peer gone) or EAGAIN (peer not reading)
             log.debug("reply %s to %r dropped: %s", kind.name, envelope[0], e)
 

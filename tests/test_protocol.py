@@ -208,3 +208,134 @@ def test_fast_json_paths_match_the_standard_library():
         except ValueError as e:
             got = ("err", type(e))
         assert got == want, text
+
+
+# -- the fast paths (compiled metadata checks, inline header and tensor-entry checks) must
+#    accept exactly what the reference checks accept, and refuse with the same error
+_hostile = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**64, 2**64) | st.sampled_from([0, 1, 255, 256, 1024, 1025, 2**63 - 1, 2**63])
+    | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([-1e12, 1e12, 3.6e6, 3.6e6 + 1, 1e11, 0.0, -0.0, 1.0])
+    | st.text(max_size=3) | st.sampled_from(["a" * 64, "a" * 65, "a" * 128, "a" * 129, "open", "verify", "nope"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3) | st.just("a" * 33), inner, max_size=4),
+    max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(P._CHECKS)), _hostile)
+def test_each_compiled_check_agrees_with_the_schema(key, value):
+    fast = P._fast_check((Kind.HEARTBEAT, key))  # HEARTBEAT: no required key
+    assert fast is not None
+    assert fast({key: value}) == bool(P._SCHEMA[key](value)), (key, value)
+
+
+def _outcome(fn, *args):
+    try:
+        fn(*args)
+        return "ok"
+    except ProtocolError as e:
+        return type(e), str(e)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(list(Kind)),
+       st.dictionaries(st.sampled_from(sorted(P._CHECKS)) | st.just("zz_unknown"), _hostile, max_size=6))
+def test_validate_fast_path_agrees_with_the_reference(kind, meta):
+    assert _outcome(P.validate, kind, meta) == _outcome(P._validate, kind, meta)
+    assert _outcome(P.validate, kind, meta) == _outcome(P.validate, kind, meta)  # cached: the same again
+
+
+def test_compiled_checks_stay_bounded_and_never_see_unknown_keys(monkeypatch):
+    monkeypatch.setattr(P, "_FAST", {})  # filled up here; the other tests keep theirs
+    P.validate(Kind.HEARTBEAT, {"zz_unknown": 1, "id": 2})
+    assert not any("zz_unknown" in sig for sig in P._FAST)
+    keys = sorted(P._CHECKS)
+    for i in range(3 * P._FAST_MAX):  # many orderings of known keys (what a fuzzer could send)
+        try:
+            P.validate(Kind.HEARTBEAT, {keys[(i + j) % len(keys)]: None for j in range(1 + i % 7)})
+        except P.BadMetadata:
+            pass  # most of these fields refuse None: only the cache size matters here
+    assert len(P._FAST) <= P._FAST_MAX
+    with pytest.raises(P.BadMetadata, match="'id' has an invalid value"):  # past the cap: the reference
+        P.validate(Kind.HEARTBEAT, {"cut": None, "id": -1, "zz": 0})
+
+
+_BOUNDS = [None, True, False, -1, 0, 1, 255, 256, 1024, 1025, 2**20, 2**20 + 1, 2**63 - 1, 2**63, -0.0, 0.0, 1.0,
+           1.0000001, 10.0, 10.01, 3.6e6, 3.6e6 + 0.5, 1e9, 1e11, 1e11 + 1, 1e12, 1e12 + 1, -1e12, -1e12 - 1,
+           -1e-9, float("inf"), float("nan"), "", "open", "step", "verify", "close", "opens", [], {}, [1], ["a"],
+           [-1], [True], {"a": 1}, {"a": "1"}, {"a": ["x"]}, {"a" * 33: 1}, {"a": 1e12 + 1}, {1: 2}]
+_BOUNDS += ["a" * n for n in (32, 33, 64, 65, 128, 129, 256, 257, 1024, 1025)]
+_BOUNDS += [["a"] * 64, ["a"] * 65, ["a" * 257], [0] * 1024, [0] * 1025, {str(i): 0 for i in range(33)}]
+
+
+@pytest.mark.parametrize("key", sorted(P._CHECKS))
+def test_each_compiled_check_agrees_with_the_schema_at_the_bounds(key):
+    fast = P._fast_check((Kind.HEARTBEAT, key))
+    for value in _BOUNDS:
+        assert fast({key: value}) == bool(P._SCHEMA[key](value)), (key, value)
+
+
+_finite = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**64, 2**64) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=3), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3),
+    max_leaves=6)  # what JSON can carry
+_entries = st.fixed_dictionaries(
+    {"name": st.text(max_size=3) | st.sampled_from(["a" * 256, "a" * 257]) | _finite, "dtype": st.sampled_from(P.DTYPES) | _finite,
+     "shape": st.lists(st.sampled_from([0, 1, 2, 3, 4, -1, True, False, 2.0, 2**40]), max_size=9) | _finite},
+    optional={"codec": st.sampled_from(["raw", "fake", "a" * 65]) | _finite, "zz": _finite}) | _finite
+_SMALL = P.Limits(max_tensor_bytes=32)  # so that random shapes reach the size limit
+
+
+@settings(max_examples=500, deadline=None)
+@given(_entries, st.integers(0, 40))
+def test_decode_tensor_entries_agree_with_tensor_meta(entry, frame_len):
+    """decode's inline entry checks against _tensor_meta (+ the codec and length checks)."""
+    entry = json.loads(json.dumps(entry))  # as a receiver sees it
+    try:
+        spec = P._tensor_meta(entry, _SMALL)
+        codec = entry.get("codec", "fake")  # the message's codec below
+        if not P._SCHEMA["codec"](codec):
+            want = P.BadMetadata
+        elif codec == "raw" and spec.nbytes != frame_len:
+            want = P.BadTensor
+        elif frame_len > _SMALL.max_tensor_bytes:
+            want = P.TooLarge
+        else:
+            want = spec
+    except ProtocolError as e:
+        want = (type(e), str(e))
+    meta = json.dumps({"id": 1, "codec": "fake", "tensors": [entry]}).encode()
+    frames = [_header(Kind.RESULT, 1, meta=meta), b"\0" * frame_len]
+    try:
+        got = P.decode(frames, _SMALL).tensors[0]
+    except ProtocolError as e:
+        got = (type(e), str(e))
+    if want in (P.BadMetadata, P.BadTensor, P.TooLarge):
+        assert type(got) is tuple and got[0] is want
+    else:
+        assert got == want
+
+
+_headers = st.builds(
+    lambda magic, version, kind, flags, n, reserved, meta_len, body, cut:
+        (P.HEADER.pack(magic, version, kind, flags, n, reserved, meta_len) + body)[:cut],
+    st.sampled_from([P.MAGIC, b"EINX"]), st.sampled_from([0, 1, 2]), st.sampled_from([0, 1, 6, 11, 12, 255]),
+    st.integers(0, 0xFFFF), st.sampled_from([0, 1, 64, 65]), st.sampled_from([0, 1, 0x100]),
+    st.sampled_from([0, 2, 3, 8192, 8193]), st.sampled_from([b"", b"{}", b"{} "]), st.sampled_from([None, 3, 15, 17]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(_headers | st.binary(max_size=24))
+def test_decode_header_fast_path_agrees_with_header(head):
+    try:
+        want = P._header(memoryview(head), P.DEFAULT_LIMITS)
+    except ProtocolError as e:
+        want = (type(e), str(e))
+    try:
+        m = P.decode([head])
+        got = ("ok", m.kind, m.flags)
+    except ProtocolError as e:
+        got = (type(e), str(e))
+    if len(want) == 2:  # the header is refused: decode refuses it with the same error
+        assert got == want
+    else:  # a valid header: decode may refuse the frame count or the metadata, never the header
+        assert got == ("ok", *want[:2]) or got[0] in (P.FrameCount, P.BadMetadata)

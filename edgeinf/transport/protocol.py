@@ -39,8 +39,10 @@ from ..errors import ProtocolError
 MAGIC = b"EINF"
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<4sBBHHHI")  # magic, version, kind, flags, ntensors, reserved, meta_len
+_HS, _UNPACK = HEADER.size, HEADER.unpack_from
 FLAG_CACHED = 0x1
 MAX_NDIM = 8
+_prod = math.prod
 DTYPES = ("bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
           "float16", "float32", "float64")
 # wire dtypes are little-endian; on little-endian hosts keep numpy's canonical dtype objects
@@ -146,7 +148,7 @@ class TensorMeta(NamedTuple):
 
     @property
     def count(self) -> int:
-        return math.prod(self.shape)  # Python ints: no overflow
+        return _prod(self.shape)  # Python ints: no overflow
 
     @property
     def nbytes(self) -> int:
@@ -232,26 +234,71 @@ def decode(frames: Sequence, limits: Limits = DEFAULT_LIMITS) -> Message:
     if not 1 <= len(frames) <= 1 + limits.max_tensors:
         raise FrameCount(f"a message has 1..{1 + limits.max_tensors} frames; got {len(frames)}")
     head = memoryview(frames[0])
-    kind, flags, ntensors, meta_len = _header(head, limits)
+    # NOTE: _header's checks as one condition for a valid header (~2x cheaper); _header
+    # itself says what is wrong with any other
+    if head.nbytes >= _HS:
+        magic, version, kind, flags, ntensors, reserved, meta_len = _UNPACK(head)
+        kind = _KINDS.get(kind)
+        if not (magic == MAGIC and version == PROTOCOL_VERSION and kind is not None and not reserved
+                and meta_len <= limits.max_meta and ntensors <= limits.max_tensors
+                and head.nbytes == _HS + meta_len):
+            kind, flags, ntensors, meta_len = _header(head, limits)
+    else:
+        kind, flags, ntensors, meta_len = _header(head, limits)
     if len(frames) != 1 + ntensors:
         raise FrameCount(f"header declares {ntensors} tensor frame(s); got {len(frames) - 1}")
     if ntensors and kind not in _TENSOR_KINDS:
         raise FrameCount(f"{kind.name} carries no tensors; header declares {ntensors}")
-    meta = _metadata(head[HEADER.size:], kind, limits)
+    meta = {}
+    if meta_len:
+        try:
+            meta = _loads(str(head[_HS:], "utf-8"))  # at most max_meta bytes
+        except (ValueError, RecursionError, UnicodeDecodeError) as e:
+            raise BadMetadata(f"metadata is not valid JSON: {str(e)[:120]}") from None
+    # validate(kind, meta), its cached fast check inline; also when empty: an INFER without
+    # metadata lacks required fields
+    check = _FAST.get((kind, *meta)) if type(meta) is dict else None
+    if check is None or not check(meta):
+        validate(kind, meta)
     entries = meta.get("tensors", ())
     if len(entries) != ntensors:  # before any entry is looked at: ntensors is bounded
         raise FrameCount(f"metadata lists {len(entries)} tensor(s); header declares {ntensors}")
     if not ntensors:
         return Message(kind, meta, [], [], flags)
-    specs = [_tensor_meta(t, limits) for t in entries]
-    codecs = _tensor_codecs(entries, meta.get("codec", "raw"))
+    specs, sizes, own_codec, cap = [], [], False, limits.max_tensor_bytes
+    for t in entries:
+        # NOTE: the checks of _tensor_meta inline for the common entry (~4x cheaper); anything
+        # else, and every refusal, goes through _tensor_meta itself
+        if type(t) is dict:
+            name, dtype, shape = t.get("name"), t.get("dtype"), t.get("shape")
+            if type(name) is str and len(name) <= 256 and type(dtype) is str and type(shape) is list \
+                    and len(shape) <= MAX_NDIM:
+                dt = _DTYPES.get(dtype)
+                if dt is not None:
+                    n = dt.itemsize
+                    for d in shape:
+                        if type(d) is not int or d < 0:
+                            break
+                        n *= d
+                    else:
+                        if n <= cap:
+                            specs.append(TensorMeta(name, dtype, tuple(shape)))
+                            sizes.append(n)
+                            own_codec = own_codec or "codec" in t
+                            continue
+        spec = _tensor_meta(t, limits)
+        specs.append(spec)
+        sizes.append(spec.nbytes)
+        own_codec = own_codec or "codec" in t
+    default = meta.get("codec", "raw")
+    codecs = _tensor_codecs(entries, default) if own_codec else [default] * ntensors
     buffers = [memoryview(f).toreadonly() for f in frames[1:]]
-    for spec, buf, codec in zip(specs, buffers, codecs):
-        if codec == "raw" and buf.nbytes != spec.nbytes:
+    for spec, n, buf, codec in zip(specs, sizes, buffers, codecs):
+        if codec == "raw" and buf.nbytes != n:
             raise BadTensor(f"tensor {spec.name!r} {spec.dtype}{list(spec.shape)} needs exactly "
-                            f"{spec.nbytes} bytes; frame has {buf.nbytes}")
-        if buf.nbytes > limits.max_tensor_bytes:
-            raise TooLarge(f"tensor {spec.name!r} frame is {buf.nbytes} bytes; limit {limits.max_tensor_bytes}")
+                            f"{n} bytes; frame has {buf.nbytes}")
+        if buf.nbytes > cap:
+            raise TooLarge(f"tensor {spec.name!r} frame is {buf.nbytes} bytes; limit {cap}")
     return Message(kind, meta, specs, buffers, flags, codecs)
 
 
@@ -306,17 +353,6 @@ def _loads(s: str):
     return obj if end == len(s) else _JSON.decode(s)  # trailing whitespace ok, else "Extra data"
 
 
-def _metadata(raw: memoryview, kind: Kind, limits: Limits) -> dict:
-    meta = {}
-    if raw.nbytes:
-        try:
-            meta = _loads(str(raw, "utf-8"))  # at most max_meta bytes
-        except (ValueError, RecursionError, UnicodeDecodeError) as e:
-            raise BadMetadata(f"metadata is not valid JSON: {str(e)[:120]}") from None
-    validate(kind, meta)  # also when empty: an INFER without metadata lacks required fields
-    return meta
-
-
 def _tensor_meta(t, limits: Limits) -> TensorMeta:
     # type checks come first: a list or dict where a string belongs must not reach `in`/hash
     if not isinstance(t, dict) or not {"name", "dtype", "shape"} <= t.keys():
@@ -346,8 +382,9 @@ def unpack(specs: Sequence[TensorMeta], buffers: Sequence, codec: Union[str, Seq
     for spec, buf, codec in zip(specs, buffers, codecs):
         dt = _DTYPES[spec.dtype]
         if codec == "raw":
-            buf = memoryview(buf).toreadonly()  # a no-op view on decode()'s buffers
-            if buf.nbytes != spec.nbytes:
+            if type(buf) is not memoryview or not buf.readonly:  # decode()'s buffers already are
+                buf = memoryview(buf).toreadonly()
+            if buf.nbytes != _prod(spec.shape) * dt.itemsize:
                 raise BadTensor(f"tensor {spec.name!r} needs {spec.nbytes} bytes; frame has {buf.nbytes}")
             a = np.ndarray(spec.shape, dt, buf)  # read-only view, one call (frombuffer+reshape: 3x)
         else:
@@ -377,7 +414,12 @@ def _num(v, lo=0.0, hi=1e9) -> bool:
 
 def _numbers(v, n=32) -> bool:
     # numbers only: peers do arithmetic on load reports (a string "load" crashed the broker)
-    return type(v) is dict and len(v) <= n and all(_short_str(k, 32) and _num(x, -1e12, 1e12) for k, x in v.items())
+    if type(v) is not dict or len(v) > n:
+        return False
+    for k, x in v.items():  # _short_str(k, 32) and _num(x, -1e12, 1e12), inline: every reply has a load
+        if not (isinstance(k, str) and len(k) <= 32 and (type(x) is int or type(x) is float) and -1e12 <= x <= 1e12):
+            return False
+    return True
 
 
 def _str_list(v, n=64) -> bool:
@@ -392,39 +434,73 @@ def _tensor_list(v) -> bool:
     return type(v) is list and len(v) <= 0xFFFF  # entries: _tensor_meta; count: the header's ntensors
 
 
-_SCHEMA: Dict[str, Callable[[Any], bool]] = {
-    "id": _uint,
-    "budget_ms": lambda v: _num(v, 0.0, 3.6e6),
-    "deadline": lambda v: _num(v, 0.0, 1e11),  # absolute, Unix time in seconds
-    "pkg": lambda v: _short_str(v, 64),
-    "cut": lambda v: v is None or _short_str(v, 128),
-    "codec": lambda v: _short_str(v, 64),
-    "client": lambda v: _short_str(v, 64),
-    "tensors": _tensor_list,
-    "load": _numbers,
-    "service_ms": lambda v: _num(v, 0.0, 3.6e6),
-    "code": lambda v: _uint(v, 255),
-    "msg": lambda v: _short_str(v, 1024),
-    "reason": lambda v: _short_str(v, 64),
-    "proto": lambda v: _uint(v, 255),
-    "pkgs": _str_list,
-    "codecs": _str_list,
-    "cuts": _cuts,
-    "stats": _numbers,
-    "spread": lambda v: type(v) is list and len(v) <= 1024 and all(_uint(x) for x in v),
+def _op(v) -> bool:
+    return v in ("open", "step", "verify", "close")  # a tuple: `in` compares, never hashes
+
+
+def _top_p(v) -> bool:
+    return _num(v, 0.0, 1.0) and v > 0
+
+
+def _spread(v) -> bool:
+    return type(v) is list and len(v) <= 1024 and all(_uint(x) for x in v)
+
+
+# Every known field: (the check, the same check as one inline expression over ``v``). The
+# callables are the schema (``_SCHEMA``, the error path); the expressions are compiled into
+# one function per key order seen (``_fast_check``). tests/test_protocol.py checks that each
+# pair agrees on hostile values.
+def _uint_c(hi=2**63 - 1):
+    return (lambda v: _uint(v, hi)) if hi != 2**63 - 1 else _uint, f"type(v) is int and 0 <= v <= {hi}"
+
+
+def _num_c(lo, hi):
+    return (lambda v: _num(v, lo, hi)), f"(type(v) is int or type(v) is float) and {lo!r} <= v <= {hi!r}"
+
+
+def _str_c(n, nullable=False):
+    fn = (lambda v: v is None or _short_str(v, n)) if nullable else (lambda v: _short_str(v, n))
+    return fn, ("v is None or " if nullable else "") + f"isinstance(v, str) and len(v) <= {n}"
+
+
+def _call_c(fn):
+    return fn, f"{fn.__name__}(v)"
+
+
+_CHECKS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "id": _uint_c(),
+    "budget_ms": _num_c(0.0, 3.6e6),
+    "deadline": _num_c(0.0, 1e11),  # absolute, Unix time in seconds
+    "pkg": _str_c(64),
+    "cut": _str_c(128, nullable=True),
+    "codec": _str_c(64),
+    "client": _str_c(64),
+    "tensors": (_tensor_list, "type(v) is list and len(v) <= 65535"),
+    "load": _call_c(_numbers),
+    "service_ms": _num_c(0.0, 3.6e6),
+    "code": _uint_c(255),
+    "msg": _str_c(1024),
+    "reason": _str_c(64),
+    "proto": _uint_c(255),
+    "pkgs": _call_c(_str_list),
+    "codecs": _call_c(_str_list),
+    "cuts": _call_c(_cuts),
+    "stats": _call_c(_numbers),
+    "spread": _call_c(_spread),
     # LLM (docs/protocol.md "Language-model sessions")
-    "op": lambda v: v in ("open", "step", "verify", "close"),
-    "model": lambda v: _short_str(v, 128),
-    "session": lambda v: _short_str(v, 64),
-    "n_past": lambda v: _uint(v, 1 << 20),
-    "n": lambda v: _uint(v, 1024),
-    "accepted": lambda v: _uint(v, 1024),
-    "temperature": lambda v: _num(v, 0.0, 10.0),
-    "top_k": lambda v: _uint(v, 1 << 20),
-    "top_p": lambda v: _num(v, 0.0, 1.0) and v > 0,
-    "seed": _uint,
-    "models": _str_list,
+    "op": _call_c(_op),
+    "model": _str_c(128),
+    "session": _str_c(64),
+    "n_past": _uint_c(1 << 20),
+    "n": _uint_c(1024),
+    "accepted": _uint_c(1024),
+    "temperature": _num_c(0.0, 10.0),
+    "top_k": _uint_c(1 << 20),
+    "top_p": _call_c(_top_p),
+    "seed": _uint_c(),
+    "models": _call_c(_str_list),
 }
+_SCHEMA: Dict[str, Callable[[Any], bool]] = {k: fn for k, (fn, _) in _CHECKS.items()}
 _REQUIRED = {
     Kind.INFER: ("id", "budget_ms", "pkg", "tensors"),
     Kind.RESULT: ("id", "tensors"),
@@ -451,6 +527,16 @@ def validate(kind: Kind, meta: Mapping[str, Any]) -> None:
     """
     if type(meta) is not dict:
         raise BadMetadata(f"metadata must be a JSON object; got {type(meta).__name__}")
+    sig = (kind, *meta)
+    check = _FAST.get(sig)
+    if check is None:
+        check = _fast_check(sig)
+    if check is None or not check(meta):
+        _validate(kind, meta)  # says what is wrong (or accepts what the fast check could not)
+
+
+def _validate(kind: Kind, meta: dict) -> None:
+    """The schema, one field at a time: the reference, and the error path of ``validate``."""
     for key, value in meta.items():
         check = _SCHEMA.get(key)
         if check is not None and not check(value):
@@ -458,6 +544,32 @@ def validate(kind: Kind, meta: Mapping[str, Any]) -> None:
     for key in _REQUIRED.get(kind, ()):
         if key not in meta:
             raise BadMetadata(f"{kind.name} metadata needs {key!r}; got keys {_quote(sorted(meta))}")
+
+
+# (kind, *keys in order) -> a check of exactly those keys, compiled once. Only for metadata
+# whose every key is known, and at most _FAST_MAX of them: a peer's made-up keys never get
+# here, and orderings of known keys cannot grow it without bound (past that: _validate).
+_FAST: Dict[tuple, Callable[[dict], bool]] = {}
+_FAST_MAX = 256
+
+
+def _fast_check(sig: tuple) -> Optional[Callable[[dict], bool]]:
+    """``_validate`` for metadata with exactly the keys of ``sig``, in that order, as one
+    function of inline checks (True: valid). NOTE: about 5x cheaper than the loop of
+    lambdas; the source is built only from ``_CHECKS`` (never from a peer's strings)."""
+    kind, keys = sig[0], sig[1:]
+    if len(_FAST) >= _FAST_MAX or not all(type(k) is str and k in _CHECKS for k in keys) \
+            or not all(r in keys for r in _REQUIRED.get(kind, ())):
+        return None
+    names = [f"v{i}" for i in range(len(keys))]
+    lines = ["def check(m):"] + ([f"    {', '.join(names)}, = m.values()"] if names else [])
+    for n, k in zip(names, keys):
+        lines += [f"    v = {n}", f"    if not ({_CHECKS[k][1]}):", "        return False"]
+    lines.append("    return True")
+    scope: Dict[str, Any] = {}
+    exec("\n".join(lines), globals(), scope)  # noqa: S102 - our own source, see above
+    check = _FAST[sig] = scope["check"]
+    return check
 
 
 MAX_ERROR_TEXT = 1024  # bytes of the JSON-escaped "msg": an ERROR always fits Limits.max_meta
