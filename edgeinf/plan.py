@@ -97,3 +97,15 @@ RESERVE_FACTOR, RESERVE_MS = 1.5, 5.0
 def fallback_reserve_ms(local_ms: float) -> float:
     """Milliseconds a remote attempt must leave so running locally still meets the deadline."""
     return RESERVE_FACTOR * float(local_ms) + RESERVE_MS
+
+
+def remote_budget_ms(left_ms: float, local_ms: float) -> float:
+    """How long a remote attempt may take out of the ``left_ms`` to its deadline.
+
+    What leaves the local fallback its reserve, so a failed attempt still ends in time; but
+    all of ``left_ms`` when running locally is expected to miss the deadline anyway (a device
+    too slow for it): a reserve then buys nothing, and it used to leave the remote plan that
+    could meet the deadline no budget at all (skipped, then a sure miss locally)."""
+    if left_ms < local_ms:
+        return left_ms
+    return left_ms - fallback_reserve_ms(local_ms)

@@ -22,7 +22,7 @@ import numpy as np
 from .backends import Model
 from .errors import ConfigError, EdgeInfError
 from .package import Package, open_package
-from .plan import LOCAL, Plan, fallback_reserve_ms
+from .plan import LOCAL, Plan, remote_budget_ms
 from .transport import _util
 from .transport.client import Client, Outcome, Reply
 
@@ -189,8 +189,9 @@ class EdgeRuntime:
         """Run (role, cut) remotely on ``tensors``, else locally: the same stage, or ``local``
         = (role, cut, feeds) where that is what a fallback must run instead."""
         local = local or (role, cut, tensors)
-        reserve = fallback_reserve_ms(self._local_ms(*local))
-        budget = (end - time.monotonic()) * 1e3 - reserve
+        local_ms = self._local_ms(*local)
+        left = (end - time.monotonic()) * 1e3
+        budget = remote_budget_ms(left, local_ms)
         reply = None
         if budget > 1.0:
             try:
@@ -199,7 +200,7 @@ class EdgeRuntime:
                 res.transport, res.error = "error", str(e)
         else:
             res.transport = "skipped"
-            res.error = f"{budget:.1f} ms left after reserving {reserve:.1f} ms for local"
+            res.error = f"{budget:.1f} ms left after reserving {left - budget:.1f} ms for local"
         if reply is not None:
             return reply
         res.outcome = "local_fallback"

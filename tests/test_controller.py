@@ -86,6 +86,49 @@ def _est(mbps, up=True, std=0.1, conf=1.0):
     return Estimates(LinkEstimate(up, math.log(mbps * 1e6), std, 20.0, conf, 0.0))
 
 
+def test_small_transfers_measure_rtt_and_leave_the_bandwidth_aging():
+    est = LinkEstimator()
+    for i in range(5):
+        est.observe(i * 0.1, 16000, 30.0)  # bandwidth samples
+    fresh = est.estimate(0.5)
+    for i in range(30):  # 3 s of 500-byte transfers
+        est.observe(0.5 + i * 0.1, 500, 21.0)
+    e = est.estimate(3.5)
+    assert e.confidence > 0.9  # the link is known to be up and answering...
+    assert e.bw_confidence < 0.2 < fresh.bw_confidence  # ...its bandwidth is not known afresh
+    assert e.log_bw_std > 2 * fresh.log_bw_std  # and grows uncertain from the last sample
+
+
+def test_remote_budget_keeps_the_fallback_reserve_unless_local_would_miss_anyway():
+    from edgeinf.plan import fallback_reserve_ms, remote_budget_ms
+
+    assert remote_budget_ms(200.0, 50.0) == 200.0 - fallback_reserve_ms(50.0)  # 120 ms
+    assert remote_budget_ms(60.0, 50.0) < 1.0  # local still meets it: no time for the remote
+    assert remote_budget_ms(45.0, 50.0) == 45.0  # local alone would miss: the remote gets it all
+
+
+def test_a_remote_plan_of_small_transfers_probes_for_a_faster_link():
+    from dataclasses import replace
+    from edgeinf.controller import LinkEstimate
+
+    narrow = PlanCost(Plan("split", cut="n", codec="int4"), 5.0, 0.1, 500, 10.0, 0.88, 100)
+    wide = PlanCost(Plan("split", cut="w", codec="int4"), 5.0, 0.1, 4000, 10.0, 0.99, 100)
+    costs = (PlanCost(LOCAL, 80.0, accuracy=1.0), narrow, wide)
+    obj = Objective("accuracy", deadline_ms=60.0)  # local cannot meet it
+    # 1 Mbit/s last measured long ago, RTT fresh (the narrow plan's transfers)
+    link = LinkEstimate(True, math.log(1e6), 1.0, 20.0, 1.0, 0.0, 0, 0.1)
+    d, s = decide(Observation(10.0, Estimates(link), costs, obj), State(plan=narrow.plan))
+    assert d.plan == narrow.plan and d.probe, d.reason  # wide would win if the link were faster
+    d, s = decide(Observation(11.0, Estimates(link), costs, obj), s)
+    assert not d.probe  # at most one such probe per 2 s: it shares the uplink
+    d, s = decide(Observation(12.1, Estimates(link), costs, obj), s)
+    assert d.probe
+    # freshly measured: no probe
+    d, _ = decide(Observation(20.0, Estimates(replace(link, bw_confidence=1.0, log_bw_std=0.05)), costs, obj),
+                  State(plan=narrow.plan))
+    assert not d.probe
+
+
 def test_decide_is_pure_and_respects_objectives():
     obs = Observation(1.0, _est(20.0), tuple(COSTS), OBJ)
     a, sa = decide(obs, State())

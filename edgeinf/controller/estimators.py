@@ -53,6 +53,7 @@ class LinkEstimate:
     confidence: float  # 0..1: decays with the age of the last sample
     age_s: float
     failures: int = 0  # remote attempts failed in a row (0 after any success)
+    bw_confidence: float = 0.0  # as ``confidence``, aged from the last transfer large enough to measure bandwidth
 
     @property
     def mbps(self) -> float:
@@ -80,7 +81,8 @@ class LinkEstimator:
         self.rtt = Ewma(0.3)
         self.prior = (math.log(prior_mbps * 1e6), prior_rtt_ms)
         self.surprise_alpha, self.tau_s, self.drift, self.small = surprise_alpha, tau_s, drift_per_s, small_bytes
-        self.last_s: Optional[float] = None
+        self.last_s: Optional[float] = None  # any transfer
+        self.bw_s: Optional[float] = None  # the last one that measured bandwidth
         self.up = True
         self.failures = 0
 
@@ -92,9 +94,12 @@ class LinkEstimator:
         if nbytes <= self.small:
             # NOTE: a small transfer is mostly RTT; it also says little about bandwidth. A large
             # one that was fast (a LAN, loopback) is still a bandwidth sample: treating it as
-            # RTT left a fast link "not measured" forever
+            # RTT left a fast link "not measured" forever. It does not renew the bandwidth's
+            # own age (``bw_confidence``): a plan of small transfers kept a 1 Mbit/s estimate
+            # "fresh" for as long as it ran, on a link back at 50 Mbit/s
             self.rtt.update(max(transfer_ms, 0.1))
             return
+        self.bw_s = now_s
         if transfer_ms < rtt:  # no transfer is faster than the RTT: the RTT fell
             self.rtt.update(0.5 * transfer_ms)
             rtt = self.rtt.mean
@@ -116,6 +121,7 @@ class LinkEstimator:
             # clamp the estimate rather than average it in)
             rtt = self.rtt.mean if self.rtt.mean is not None else self.prior[1]
             bound = math.log(nbytes * 8 / (max(waited_ms - rtt, 1.0) / 1000.0))
+            self.bw_s = now_s
             self.bw.update(min(bound, self.bw.mean if self.bw.mean is not None else bound), alpha=1.0)
             return
         self.up = False
@@ -140,10 +146,13 @@ class LinkEstimator:
         log_bw = self.bw.mean if self.bw.mean is not None else self.prior[0]
         std = self.bw.std if self.bw.n >= 2 else 1.0
         # uncertainty grows with age (random walk), so stale estimates invite a probe
-        std = math.sqrt(std * std + (self.drift ** 2) * min(age, 60.0))
+        bw_age = math.inf if self.bw_s is None else max(now_s - self.bw_s, 0.0)
+        # (from the last bandwidth sample: transfers that only measured RTT leave it uncertain)
+        std = math.sqrt(std * std + (self.drift ** 2) * min(bw_age, 60.0))
         conf = 0.0 if self.bw.mean is None else math.exp(-age / self.tau_s)
         rtt = self.rtt.mean if self.rtt.mean is not None else self.prior[1]
-        return LinkEstimate(self.up, log_bw, std, rtt, conf, age, self.failures)
+        return LinkEstimate(self.up, log_bw, std, rtt, conf, age, self.failures,
+                            0.0 if self.bw.mean is None else math.exp(-bw_age / self.tau_s))
 
     def needs_probe(self, now_s: float, last_probe_s: Optional[float], interval_s: float = 0.5) -> bool:
         """Probe when stale (or down) and no probe went out in the last ``interval_s``."""

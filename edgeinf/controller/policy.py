@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
 from ..errors import ConfigError
-from ..plan import Plan, fallback_reserve_ms
+from ..plan import Plan, remote_budget_ms
 from .costmodel import Estimates, PlanCost, Power, Prediction, predict
 
 OBJECTIVES = ("latency", "accuracy", "energy")
@@ -46,6 +46,7 @@ class Tuning:
     persist: int = 2
     probe_interval_s: float = 0.3
     hopeless_probe_interval_s: float = 1.0
+    remote_probe_interval_s: float = 2.0  # probes beside a remote plan of small transfers (they share the uplink)
     stale_confidence: float = 0.75  # probe a link whose estimate's confidence fell below this
     explore_every: int = 100  # requests between exploration tries (0: never)
     z: float = 1.28  # bandwidth quantile for deadline checks (~90%)
@@ -132,7 +133,8 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
     """(probe?, exploratory plan or None)."""
     link = obs.estimates.link
     probe = False
-    if not chosen.plan.remote and (not link.up or link.confidence < t.stale_confidence):
+    stale = not link.up or link.confidence < t.stale_confidence
+    if stale and not chosen.plan.remote:
         # probe often if some remote plan would win were the link at its optimistic bound (or
         # it is down), else slowly: a link that looked hopeless may have come back
         hopeful = not link.up or any(
@@ -140,6 +142,13 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
             for c in obs.candidates)
         interval = t.probe_interval_s if hopeful else t.hopeless_probe_interval_s
         probe = state.last_probe_s is None or obs.now_s - state.last_probe_s >= interval
+    elif chosen.plan.remote and link.up and link.bw_confidence < t.stale_confidence:
+        # a remote plan whose transfers are too small to measure bandwidth (they only refresh
+        # the RTT) cannot see the link get faster: probe, slowly (a probe shares the uplink),
+        # when a plan that needs more bandwidth would beat it at the link's optimistic bound
+        better = any(c.plan != chosen.plan and _better(predict(c, obs.estimates, obs.power, z=-1.0), chosen,
+                                                       obs.objective) for c in obs.candidates)
+        probe = better and (state.last_probe_s is None or obs.now_s - state.last_probe_s >= t.remote_probe_interval_s)
     trial = None
     fresh = link.up and link.confidence >= t.stale_confidence
     if t.explore_every and fresh and state.n % t.explore_every == t.explore_every - 1:
@@ -150,6 +159,11 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
     return probe, trial
 
 
+def _better(p: Prediction, than: Prediction, obj: Objective) -> bool:
+    """``p`` would be chosen over ``than``: feasible, and a better score by more than noise."""
+    return _feasible(p, obj) and p.pessimistic_ms <= obj.deadline_ms and score(p, obj) < score(than, obj) - 1e-9
+
+
 def _timeout(plan_pred: Prediction, preds: Tuple[Prediction, ...], obj: Objective) -> Optional[float]:
     if not plan_pred.plan.remote:
         return None
@@ -158,7 +172,7 @@ def _timeout(plan_pred: Prediction, preds: Tuple[Prediction, ...], obj: Objectiv
                  max((p.latency_ms for p in preds if not p.plan.remote), default=0.0))
     if math.isfinite(obj.deadline_ms):
         # give up on the link early enough that running locally still meets the deadline
-        return max(obj.deadline_ms - fallback_reserve_ms(local), 1.0)
+        return max(remote_budget_ms(obj.deadline_ms, local), 1.0)
     return max(3 * plan_pred.pessimistic_ms, 1000.0)
 
 

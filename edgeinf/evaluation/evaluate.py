@@ -27,7 +27,7 @@ import numpy as np
 from ..controller.loop import Controller
 from ..controller.policy import Objective
 from ..netem import Link, LinkProxy, Trace
-from ..plan import LOCAL, fallback_reserve_ms
+from ..plan import LOCAL, remote_budget_ms
 from . import replay as R
 from .setup import DEFAULT_TRACE
 
@@ -54,7 +54,7 @@ class EvalConfig:
 def baselines(link: Link, costs, arrivals, obj: Objective, local_ms: float, probe_bytes) -> dict:
     """Exact replays: local, offload, every static plan (best kept), oracle, adaptive."""
     allowed = [c for c in costs if c.accuracy >= obj.accuracy_floor]
-    timeout = max(obj.deadline_ms - fallback_reserve_ms(local_ms), 1.0) if math.isfinite(obj.deadline_ms) else None
+    timeout = max(remote_budget_ms(obj.deadline_ms, local_ms), 1.0) if math.isfinite(obj.deadline_ms) else None
     run = lambda chooser, **kw: R.run(link, costs, arrivals, chooser, fallback=LOCAL, **kw)  # noqa: E731
     statics = {c.plan: run(R.static(c.plan, timeout)) for c in allowed}
     mean = lambda s: sum(x.latency_ms for x in s) / len(s)  # noqa: E731
@@ -184,7 +184,7 @@ def _best_offload(cfg, trace, t0, art, arrivals):
     link = Link(trace, cfg.delay_ms, [(t0 * 1e3 + s * 1e3, (t0 + s + d) * 1e3) for s, d in cfg.outages])
     local_ms = next(c.device_ms for c in art.costs if c.plan == LOCAL)
     obj = art.objective
-    timeout = max(obj.deadline_ms - fallback_reserve_ms(local_ms), 1.0) if math.isfinite(obj.deadline_ms) else None
+    timeout = max(remote_budget_ms(obj.deadline_ms, local_ms), 1.0) if math.isfinite(obj.deadline_ms) else None
     offl = [c.plan for c in art.costs if c.plan.kind == "offload" and c.accuracy >= obj.accuracy_floor]
     if not offl:
         return None
