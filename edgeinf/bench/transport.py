@@ -3,7 +3,11 @@
 Both sides are a DEALER client and a ROUTER echo thread on TCP loopback. "bare" sends the
 payload bytes as one frame and gets a 1-byte ack; "ours" packs the same bytes as an INFER
 tensor (header + metadata + zero-copy frame), the server decodes it to a numpy view and
-answers a RESULT, which the client decodes. ``client`` adds the edge Client's I/O thread.
+answers a RESULT, which the client decodes. "frames" sends the very frames "ours" sends
+(built once, outside the timing) and gets a RESULT header back with no encode or decode on
+either side: the wire format's own cost, so that ``frames`` vs ``bare`` is what the format
+costs and ``ours`` vs ``frames`` what our Python framing costs. ``client`` adds the edge
+Client's I/O thread.
 Multipart messages go through ``_util.send_frames``/``recv_frames`` on both sides (the
 bare ROUTER too), as the Client does. ``host`` names the CPU and the load average: figures
 from a shared machine or another CPU model are not comparable.
@@ -30,6 +34,9 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+_RESULT_HEAD = protocol.encode(Kind.RESULT, {"id": 1, "tensors": []})[0]
+
+
 def _server(ctx, endpoint, mode, ready, stop):
     s = _util.socket(ctx, zmq.ROUTER)
     s.bind(endpoint)
@@ -40,6 +47,9 @@ def _server(ctx, endpoint, mode, ready, stop):
         frames = _util.recv_frames(s)
         if mode == "bare":
             _util.send_frames(s, [frames[0], b"k"])
+            continue
+        if mode == "frames":
+            _util.send_frames(s, [frames[0], _RESULT_HEAD])
             continue
         msg = protocol.decode(frames[1:])
         msg.arrays()  # the numpy views a worker would run on
@@ -75,7 +85,14 @@ def _calls(socks, arr) -> dict:
         _util.send_frames(socks["ours"], protocol.encode(Kind.INFER, {**meta, "tensors": specs}, frames))
         protocol.decode(_util.recv_frames(socks["ours"])).arrays()
 
-    return {"bare": bare, "ours": ours}
+    specs, frames = protocol.pack_raw({"t": arr})
+    built = protocol.encode(Kind.INFER, {**meta, "tensors": specs}, frames)
+
+    def frames_only():
+        _util.send_frames(socks["frames"], built)
+        _util.recv_frames(socks["frames"])
+
+    return {"bare": bare, "ours": ours, "frames": frames_only}
 
 
 def _pairs(seconds: float, payloads: dict, rounds: int = 8) -> dict:
@@ -84,7 +101,7 @@ def _pairs(seconds: float, payloads: dict, rounds: int = 8) -> dict:
     ctx = zmq.Context()
     stop, threads, socks = threading.Event(), [], {}
     try:
-        for mode in ("bare", "ours"):
+        for mode in ("bare", "ours", "frames"):
             ready, ep = threading.Event(), f"tcp://127.0.0.1:{_free_port()}"
             th = threading.Thread(target=_server, args=(ctx, ep, mode, ready, stop), daemon=True)
             th.start()
@@ -92,10 +109,10 @@ def _pairs(seconds: float, payloads: dict, rounds: int = 8) -> dict:
             ready.wait(5)
             socks[mode] = _util.socket(ctx, zmq.DEALER)
             socks[mode].connect(ep)
-        out = {"bare": {}, "ours": {}, "cpu_bare": {}, "cpu_ours": {}}
+        out = {k: {} for k in ("bare", "ours", "frames", "cpu_bare", "cpu_ours", "cpu_frames")}
         for name, arr in payloads.items():
-            calls, samples = _calls(socks, arr), {"bare": [], "ours": []}
-            cpu = {"bare": 0.0, "ours": 0.0}
+            calls = _calls(socks, arr)
+            samples, cpu = {m: [] for m in calls}, {m: 0.0 for m in calls}
             for fn in calls.values():
                 for _ in range(3):
                     fn()
@@ -169,15 +186,18 @@ def measure(seconds: float = 1.0) -> dict:
     load_before = os.getloadavg()[0]
     res = _pairs(seconds, payloads)
     bare, ours, cbare, cours = res["bare"], res["ours"], res["cpu_bare"], res["cpu_ours"]
+    frames = res["frames"]
     report = {"host": _host(load_before), "rtt_small": {
         "bare_us": _us(bare["rtt_small"]), "ours_us": _us(ours["rtt_small"]),
-        "added_us": _us(ours["rtt_small"] - bare["rtt_small"]), "client_us": _us(_client_rtt(seconds)),
+        "added_us": _us(ours["rtt_small"] - bare["rtt_small"]),
+        "format_added_us": _us(frames["rtt_small"] - bare["rtt_small"]),
+        "framing_added_us": _us(ours["rtt_small"] - frames["rtt_small"]), "client_us": _us(_client_rtt(seconds)),
         "cpu_bare_us": _us(cbare["rtt_small"]), "cpu_ours_us": _us(cours["rtt_small"]),
         "cpu_added_us": _us(cours["rtt_small"] - cbare["rtt_small"])}}
     for k, n in SIZES.items():
         report[k] = {"bytes": n, "ratio": round(ours[k] / bare[k], 3), "gbps": round(n * 8 / ours[k] / 1e9, 2),
                      "bare_gbps": round(n * 8 / bare[k] / 1e9, 2), "ours_ms": round(ours[k] * 1e3, 3),
-                     "cpu_ratio": round(cours[k] / cbare[k], 3)}
+                     "cpu_ratio": round(cours[k] / cbare[k], 3), "frames_ratio": round(frames[k] / bare[k], 3)}
     return report
 
 
@@ -204,11 +224,13 @@ def run(args) -> int:
     print(f"{h['cpu']} ({h['logical_cores']} logical cores), pyzmq {h['pyzmq']} / libzmq {h['libzmq']}, "
           f"load average {h['load_avg_1m'][0]} -> {h['load_avg_1m'][1]}")
     r = report["rtt_small"]
-    print(f"small-message RTT: bare {r['bare_us']} us, ours {r['ours_us']} us (+{r['added_us']} us); "
+    print(f"small-message RTT: bare {r['bare_us']} us, ours {r['ours_us']} us (+{r['added_us']} us: "
+          f"+{r['format_added_us']} wire format, +{r['framing_added_us']} framing); "
           f"through Client {r['client_us']} us; CPU per round trip bare {r['cpu_bare_us']} us, "
           f"ours {r['cpu_ours_us']} us (+{r['cpu_added_us']} us)")
     for k in SIZES:
         v = report[k]
-        print(f"{k:>4}: ours/bare time ratio {v['ratio']:.3f} (CPU {v['cpu_ratio']:.3f}), "
+        print(f"{k:>4}: ours/bare time ratio {v['ratio']:.3f} (CPU {v['cpu_ratio']:.3f}; format alone "
+              f"{v['frames_ratio']:.3f}), "
               f"ours {v['gbps']} Gbit/s, bare {v['bare_gbps']} Gbit/s")
     return 0
