@@ -216,11 +216,6 @@ def test_bottleneck_plan_falls_back_to_local_when_the_worker_is_gone(bn_pkg, fra
 
 
 # -- controller -----------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "measured 2026-12-02: local (fidelity 1.0) wins whenever the deadline admits it, and a deadline "
-    "under local's time leaves a remote attempt no budget after the fallback reserve (1.5 x local + 5 ms); "
-    "no objective of the policy trades fidelity for latency between widths, and the CI-trained widths "
-    "differ by < 1% fidelity (0.875-0.884). Strict: once both change, this XPASSes and fails"))
 def test_controller_moves_between_widths_when_the_bandwidth_steps(bn_pkg):
     from edgeinf.bottleneck import plans as P
     from edgeinf.controller import Controller, Objective
@@ -237,12 +232,20 @@ def test_controller_moves_between_widths_when_the_bandwidth_steps(bn_pkg):
     served = R.run(link, costs, [i * 100.0 for i in range(300)], choose, fallback=Plan("local"),
                    feedback=feedback)
 
-    def width(i):
-        p = served[i].plan
-        return int(p.cut.split("w")[-1]) if p.kind == "split" else 0
-
-    high, low, back = ([width(i) for i in range(a, a + 20)] for a in (80, 180, 280))
-    assert min(high) > max(low) > 0 and min(back) > max(low), (high, low, back)
+    # NOTE: local cannot meet the deadline, so each request goes to the most faithful width
+    # (and codec) that can: at 50 Mbit/s that is the most faithful of all, at 1 Mbit/s only
+    # narrower ones fit. Which width is most faithful is the training's outcome (they differ
+    # by < 1%), so the test reads it from the profile rather than assuming the widest
+    cost = {c.plan: c for c in costs}
+    best = max((c for c in costs if c.plan.kind == "split"), key=lambda c: c.accuracy)
+    high, low, back = ([served[i].plan for i in range(a, a + 20) if "explore" not in served[i].reason]
+                       for a in (80, 180, 280))  # (every 100th request tries the runner-up)
+    trail = [[str(p) for p in w] for w in (high, low, back)]
+    assert all(p == best.plan for p in high + back), (str(best.plan), trail)
+    # local would miss the deadline: only after a request timed out behind the 24 kB probe
+    # that looks for a faster link every 2 s (192 ms of a 1 Mbit/s uplink)
+    assert sum(p.kind != "split" for p in low) <= 2, trail
+    assert np.median([cost[p].up_bytes for p in low if p.kind == "split"]) < best.up_bytes, trail  # narrower
 
 
 # -- bad input ------------------------------------------------------------------------------
