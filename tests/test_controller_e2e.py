@@ -29,3 +29,15 @@ def test_adaptive_live_through_emulator_and_worker():
     in_cut = [x for x in tl if 4.3 <= x["t_s"] < 6.0]
     assert in_cut and all(x["outcome"] != "offload" for x in in_cut)  # nothing crosses a cut link
     assert "EMULATED" in r["device"]
+
+
+@pytest.mark.slow
+def test_the_demo_on_the_bottleneck_package_uses_its_widths():
+    """`edgeinf demo --model bottleneck --accuracy-floor 0.85`: the widths are among the
+    controller's live choices (their fidelity, ~0.88, is under the default floor of 0.9)."""
+    from edgeinf.evaluation.evaluate import EvalConfig, evaluate
+
+    r = evaluate(EvalConfig(model="bottleneck", duration_s=6.0, rate=10.0, accuracy_floor=0.85), say=lambda s: None)
+    plans = [x["plan"] for x in r["timeline"]]
+    assert sum("bn-w" in p for p in plans) >= 10, plans
+    assert all(x["outcome"] in ("local", "offload", "local_fallback") for x in r["timeline"])

@@ -29,6 +29,9 @@ def register(sub) -> None:
                    help="fix a symbolic input dim of --model, e.g. input=1x3x224x224 (repeatable)")
     p.add_argument("--inputs", type=Path, default=None,
                    help="npz: one array per input of --model, N samples stacked on axis 0")
+    p.add_argument("--accuracy-floor", type=float, default=0.9,
+                   help="min fidelity to the unsplit model for a plan to be used (default 0.9; the "
+                        "bottleneck widths measure about 0.88)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object (progress on stderr)")
     p.set_defaults(func=run)
 
@@ -55,10 +58,12 @@ def run(args) -> int:
     require("matplotlib")  # the plot comes at the end: say so before a minute of work
     if args.rate <= 0 or args.duration <= 0:
         raise ConfigError(f"--rate and --duration must be > 0; got {args.rate}, {args.duration}")
+    if not 0.0 <= args.accuracy_floor <= 1.0:
+        raise ConfigError(f"--accuracy-floor must be in [0, 1]; got {args.accuracy_floor}")
     outages = [] if args.no_outage else [(args.duration * 0.55, 5.0)]
     cfg = EvalConfig(trace=args.trace or DEFAULT_TRACE, offset_s=args.offset, duration_s=args.duration,
                      rate=args.rate, device=args.device, outages=outages, model=args.model,
-                     shapes=shapes_from(args.shape), inputs=args.inputs)
+                     shapes=shapes_from(args.shape), inputs=args.inputs, accuracy_floor=args.accuracy_floor)
     counts: dict = {}
     out = sys.stderr if args.json else sys.stdout
     tty = out.isatty()
@@ -72,6 +77,10 @@ def run(args) -> int:
 
     result = evaluate(cfg, on_request=on_request, say=lambda s: print(s, file=out))
     png = rep.plot(result, args.out)
+    if args.model == "bottleneck" and not any("bn-w" in x["plan"] for x in result["timeline"]):
+        print(f"note: no bottleneck width was used: those under the accuracy floor ({args.accuracy_floor:g}) "
+              "are left out (docs/bottleneck.md gives their fidelity); --accuracy-floor 0.85 admits them",
+              file=sys.stderr)
     if args.json:
         slim = {k: v for k, v in result.items() if k not in ("timeline", "oracle_timeline", "capacity")}
         print(json.dumps({**slim, "plot": str(png)}, indent=1, default=str))
