@@ -180,6 +180,8 @@ class Message:
 
     def arrays(self, decode: Optional[Callable] = None, limits: Limits = DEFAULT_LIMITS) -> Dict[str, np.ndarray]:
         """Tensors by name: raw ones as read-only views; others through ``decode(buf, out=)``."""
+        if not self.tensors:  # most replies (ERROR, BUSY, HEARTBEAT, an empty RESULT): nothing to build
+            return {}
         return unpack(self.tensors, self.buffers, self.codecs or self.codec, decode, limits)
 
 
