@@ -236,7 +236,7 @@ def decode(frames: Sequence, limits: Limits = DEFAULT_LIMITS) -> Message:
     if not 1 <= len(frames) <= 1 + limits.max_tensors:
         raise FrameCount(f"a message has 1..{1 + limits.max_tensors} frames; got {len(frames)}")
     head = memoryview(frames[0])
-    # NOTE: _header's checks as one condition for a valid header (~2x cheaper); _header
+    # NOTE: _header's checks as one condition for a valid header (no call: 0.33 -> 0.25 us); _header
     # itself says what is wrong with any other
     if head.nbytes >= _HS:
         magic, version, kind, flags, ntensors, reserved, meta_len = _UNPACK(head)
@@ -269,7 +269,7 @@ def decode(frames: Sequence, limits: Limits = DEFAULT_LIMITS) -> Message:
         return Message(kind, meta, [], [], flags)
     specs, sizes, own_codec, cap = [], [], False, limits.max_tensor_bytes
     for t in entries:
-        # NOTE: the checks of _tensor_meta inline for the common entry (~4x cheaper); anything
+        # NOTE: the checks of _tensor_meta inline for the common entry (2.5x cheaper); anything
         # else, and every refusal, goes through _tensor_meta itself
         if type(t) is dict:
             name, dtype, shape = t.get("name"), t.get("dtype"), t.get("shape")
@@ -557,7 +557,7 @@ _FAST_MAX = 256
 
 def _fast_check(sig: tuple) -> Optional[Callable[[dict], bool]]:
     """``_validate`` for metadata with exactly the keys of ``sig``, in that order, as one
-    function of inline checks (True: valid). NOTE: about 5x cheaper than the loop of
+    function of inline checks (True: valid). NOTE: about 3x cheaper than the loop of
     lambdas; the source is built only from ``_CHECKS`` (never from a peer's strings)."""
     kind, keys = sig[0], sig[1:]
     if len(_FAST) >= _FAST_MAX or not all(type(k) is str and k in _CHECKS for k in keys) \
