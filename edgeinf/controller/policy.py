@@ -160,7 +160,7 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
 
 
 def _better(p: Prediction, than: Prediction, obj: Objective) -> bool:
-    """``p`` would be chosen over ``than``: feasible, and a better score by more than noise."""
+    """``p`` would rank above ``than``: feasible within the deadline, with a better score."""
     return _feasible(p, obj) and p.pessimistic_ms <= obj.deadline_ms and score(p, obj) < score(than, obj) - 1e-9
 
 
@@ -172,6 +172,7 @@ def _timeout(plan_pred: Prediction, preds: Tuple[Prediction, ...], obj: Objectiv
                  max((p.latency_ms for p in preds if not p.plan.remote), default=0.0))
     if math.isfinite(obj.deadline_ms):
         # give up on the link early enough that running locally still meets the deadline
+        # (unless local would miss it anyway: then the remote attempt gets all of it)
         return max(remote_budget_ms(obj.deadline_ms, local), 1.0)
     return max(3 * plan_pred.pessimistic_ms, 1000.0)
 
