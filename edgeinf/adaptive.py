@@ -285,15 +285,23 @@ class AdaptiveRuntime:
         fut = client.submit(self.package.hash, None, specs, frames, codec=codec, timeout=1.0)
 
         def done(f):
-            reply = f.result()
-            if reply.ok:
-                server = _num(reply.message.meta.get("service_ms"))
-                self._probes.put((self.clock(), reply.bytes_sent or nbytes,
-                                  (time.perf_counter() - t0) * 1e3 - server, down))
-            else:
+            # NOTE: the in-flight flag is cleared whatever happens here: a probe whose answer
+            # raised (a failed or cancelled Future) left it set, and no probe ever went out
+            # again, so a runtime that had gone local on a slow link stayed local for good
+            try:
+                reply = f.result()
+                if reply.ok:
+                    server = _num(reply.message.meta.get("service_ms"))
+                    self._probes.put((self.clock(), reply.bytes_sent or nbytes,
+                                      (time.perf_counter() - t0) * 1e3 - server, down))
+                else:
+                    self._probes.put((self.clock(), nbytes, None, down))
+            except Exception as e:  # noqa: BLE001 - a failed probe is an observation, not an error
+                log.debug("probe failed: %s", e)
                 self._probes.put((self.clock(), nbytes, None, down))
-            with self._probe_lock:
-                self._probe_inflight = False
+            finally:
+                with self._probe_lock:
+                    self._probe_inflight = False
 
         fut.add_done_callback(done)
         return fut

@@ -168,3 +168,24 @@ def _load_moves_the_plan(rt, dev_cpu):
     finally:
         for h in hogs:
             h.kill()
+
+
+def test_a_probe_that_raises_does_not_stop_later_probes(pkg_dir):
+    """A probe's Future that fails (here the client's submit is replaced by one returning a
+    failed Future: the only stand-in in this file) must not leave the in-flight flag set."""
+    from concurrent.futures import Future
+
+    pkg = edgeinf.open_package(pkg_dir)
+    with worker(pkg_dir) as port, edgeinf.AdaptiveRuntime(pkg, f"tcp://127.0.0.1:{port}") as rt:
+        real = rt.rt.client.submit
+
+        def failing(*a, **kw):
+            f = Future()
+            f.set_exception(RuntimeError("connection reset"))
+            return f
+
+        rt.rt.client.submit = failing
+        assert rt._probe(_x()) is not None
+        rt.rt.client.submit = real
+        fut = rt._probe(_x())  # was None for good: the flag stayed set
+        assert fut is not None and fut.result(5).ok
