@@ -23,6 +23,11 @@ extern const ConfidenceOps kConfidenceGeneric;
 
 // Top-2 of the union of per-lane (largest, runner-up) pairs, as the SIMD top2 kernels leave
 // them: lane k holds la[k] >= lb[k]. Shared so every ISA merges lanes the same way.
+// NOTE: internal linkage on purpose: this function is compiled into TUs built with different
+// -m flags (generic, -msse4.1, -mavx2, -mavx512*); an ordinary inline function is one symbol,
+// and the linker kept the AVX-512 copy for every caller: SIGILL in int4 encode on a CPU
+// without AVX-512 (found on a Zen 2 EPYC). Each TU now keeps the copy built with its flags.
+namespace {
 inline void merge_top2_lanes(const float* la, const float* lb, int lanes, float* m1, float* m2) {
     float x1 = la[0], x2 = lb[0];
     for (int k = 1; k < lanes; ++k) {
@@ -33,6 +38,7 @@ inline void merge_top2_lanes(const float* la, const float* lb, int lanes, float*
     }
     *m1 = x1, *m2 = x2;
 }
+}  // namespace
 const ConfidenceOps& confidence_ops(Isa isa);
 
 // logits: rows x cols float32, row_stride elements between rows. Outputs: rows floats each.

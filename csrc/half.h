@@ -5,6 +5,11 @@
 #include <cstring>
 
 namespace edgeinf {
+// NOTE: internal linkage on purpose: this header is compiled into TUs built with different
+// -m flags (generic, -msse4.1, -mavx2, -mavx512*); an ordinary inline function is one symbol,
+// and the linker kept the AVX-512 copy for every caller: SIGILL in int4 encode on a CPU
+// without AVX-512 (found on a Zen 2 EPYC). Each TU now keeps the copy built with its flags.
+namespace {
 
 inline uint32_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 inline float bits_f32(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
@@ -49,4 +54,5 @@ inline float bf16_to_f32_scalar(uint16_t b) { return bits_f32(static_cast<uint32
 inline uint16_t load_u16(const uint8_t* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
 inline void store_u16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
 
+}  // namespace
 }  // namespace edgeinf

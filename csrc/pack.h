@@ -9,6 +9,11 @@
 #include "half.h"
 
 namespace edgeinf {
+// NOTE: internal linkage on purpose: this header is compiled into TUs built with different
+// -m flags (generic, -msse4.1, -mavx2, -mavx512*); an ordinary inline function is one symbol,
+// and the linker kept the AVX-512 copy for every caller: SIGILL in int4 encode on a CPU
+// without AVX-512 (found on a Zen 2 EPYC). Each TU now keeps the copy built with its flags.
+namespace {
 
 inline uint64_t load_u64(const uint8_t* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
 inline uint32_t load_u32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
@@ -93,4 +98,5 @@ inline void dequantize_packed_via(void (*dequantize)(const uint8_t*, size_t, int
     }
 }
 
+}  // namespace
 }  // namespace edgeinf
