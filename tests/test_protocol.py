@@ -198,6 +198,15 @@ def test_fast_json_paths_match_the_standard_library():
     assert P._dumps(meta) == json.dumps(meta, separators=(",", ":"), allow_nan=False)
     with pytest.raises(ValueError):
         P._dumps({"x": float("nan")})
+    # what goes on the wire (orjson where it can): the same values, and a NaN still refused
+    # at the sender (orjson alone would write it as null)
+    assert P._orjson is not None, "orjson is a dependency: pip install orjson"
+    for m in (meta, {**meta, "cut": "c"}, {"load": {"q": np.float64(0.5)}, 1: "int key"}, {"id": 2**70},
+              {"msg": "lone \ud800 surrogate"}, {"tensors": [{"name": "x", "dtype": "float32", "shape": [1, 2]}]}):
+        assert json.loads(P._dump_bytes(m)) == json.loads(json.dumps(m, separators=(",", ":"))), m
+    for bad in ({"x": float("nan")}, {"load": {"q": float("inf")}}, {"t": [{"s": -float("inf")}]}):
+        with pytest.raises(ValueError):
+            P._dump_bytes(bad)
     for text in ('{"a":1}', ' {"a":1} ', '{"a":1} x', "", "  ", "[1]", '{"a":NaN}'):
         try:
             want = ("ok", json.loads(text, parse_constant=P._reject_constant))
@@ -289,8 +298,14 @@ _SMALL = P.Limits(max_tensor_bytes=32)  # so that random shapes reach the size l
 @given(_entries, st.integers(0, 40))
 def test_decode_tensor_entries_agree_with_tensor_meta(entry, frame_len):
     """decode's inline entry checks against _tensor_meta (+ the codec and length checks)."""
-    entry = json.loads(json.dumps(entry))  # as a receiver sees it
+    sent = entry
     try:
+        entry = (P._orjson.loads if P._orjson else json.loads)(json.dumps(entry))  # as a receiver sees it
+    except ValueError:  # orjson refuses a lone surrogate: decode says the metadata is not JSON
+        entry, want = None, P.BadMetadata
+    try:
+        if entry is None:
+            raise ProtocolError("unparsed")
         spec = P._tensor_meta(entry, _SMALL)
         codec = entry.get("codec", "fake")  # the message's codec below
         if not P._SCHEMA["codec"](codec):
@@ -302,8 +317,8 @@ def test_decode_tensor_entries_agree_with_tensor_meta(entry, frame_len):
         else:
             want = spec
     except ProtocolError as e:
-        want = (type(e), str(e))
-    meta = json.dumps({"id": 1, "codec": "fake", "tensors": [entry]}).encode()
+        want = P.BadMetadata if entry is None else (type(e), str(e))
+    meta = json.dumps({"id": 1, "codec": "fake", "tensors": [sent]}).encode()
     frames = [_header(Kind.RESULT, 1, meta=meta), b"\0" * frame_len]
     try:
         got = P.decode(frames, _SMALL).tensors[0]
@@ -339,3 +354,53 @@ def test_decode_header_fast_path_agrees_with_header(head):
         assert got == want
     else:  # a valid header: decode may refuse the frame count or the metadata, never the header
         assert got == ("ok", *want[:2]) or got[0] in (P.FrameCount, P.BadMetadata)
+
+
+def _json_texts():
+    dumped = st.dictionaries(st.sampled_from(sorted(P._CHECKS)) | st.just("zz"), _hostile, max_size=5).map(
+        lambda m: json.dumps(m, separators=(",", ":")).encode())  # NaN/Infinity included: both must refuse
+    spliced = st.tuples(dumped, st.integers(0, 40), st.sampled_from(
+        [b"", b" ", b"\\ud800", b"\xff", b"1e400", b"18446744073709551616", b"[" * 200, b"{", b",", b"\x00", b'"']))
+    return dumped | spliced.map(lambda t: t[0][: t[1]] + t[2] + t[0][t[1]:])
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_texts())
+def test_orjson_metadata_parse_refuses_what_the_standard_library_refuses(raw):
+    """orjson is only ever stricter (lone surrogates, 1e400, ints past 64 bits): every
+    message the standard-library path refuses it refuses, and one it accepts it reads alike."""
+    frames = [P.HEADER.pack(P.MAGIC, P.PROTOCOL_VERSION, Kind.HEARTBEAT, 0, 0, 0, len(raw)) + raw]
+    fast = _outcome(P.decode, frames)
+    saved = P._orjson
+    try:
+        P._orjson = None
+        slow = _outcome(P.decode, frames)
+    finally:
+        P._orjson = saved
+    if slow != "ok":
+        assert fast != "ok", raw
+    elif fast == "ok":
+        assert P.decode(frames).meta == _decode_with_stdlib(frames).meta
+    else:  # refused only by orjson: one of the documented stricter cases, said as invalid metadata
+        assert fast[0] is P.BadMetadata, (raw, fast)
+        assert any(k in raw for k in (b"\\ud", b"\\uD", b"e4", b"E4", b"18446744073709551616")) or \
+            any(len(str(abs(x))) > 19 for x in _ints(json.loads(raw))), (raw, fast)
+
+
+def _decode_with_stdlib(frames):
+    saved, P._orjson = P._orjson, None
+    try:
+        return P.decode(frames)
+    finally:
+        P._orjson = saved
+
+
+def _ints(v):
+    if type(v) is int:
+        yield v
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from _ints(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from _ints(x)

@@ -161,7 +161,9 @@ class Client:
                codec: str = "raw", timeout: float = 1.0, request_id: Optional[int] = None) -> Future:
         """Send one INFER; the Future resolves to a :class:`Reply` by ``timeout`` seconds."""
         rid = next(self._ids) if request_id is None else request_id
-        meta = {"id": rid, "client": self.name, "pkg": pkg, "cut": cut, "codec": codec, "tensors": tensors}
+        meta = {"id": rid, "client": self.name, "pkg": pkg, "codec": codec, "tensors": tensors}
+        if cut is not None:  # offload: no "cut" is the same as null (docs/protocol.md), and keeps the fast encoder
+            meta["cut"] = cut
         return self._enqueue(_Request(rid, list(frames), meta, time.monotonic() + timeout, Future(),
                                       sum(memoryview(f).nbytes for f in frames)))
 
