@@ -153,7 +153,7 @@ py::tuple header_info(const py::buffer& buf, uint64_t max_elements, uint32_t max
     py::tuple shape(h.ndim);
     for (int i = 0; i < h.ndim; ++i) shape[i] = py::int_(h.dims[i]);
     return py::make_tuple(static_cast<int>(h.codec), h.stage, static_cast<int>(h.dtype), shape,
-                          h.header_len, h.raw_len, h.per_channel, h.axis, h.shuffle);
+                          h.header_len, h.raw_len, h.per_channel, h.axis, h.shuffle, h.bitplanes);
 }
 
 py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_elements,
@@ -226,6 +226,23 @@ py::bytes shuffle_py(const py::buffer& buf, int size, bool inverse, const std::s
         py::gil_scoped_release nogil;
         const ShuffleOps& sh = shuffle_ops(isa);
         (inverse ? sh.unshuffle : sh.shuffle)(v.ptr, v.len / size, size, dst);
+    }
+    return out;
+}
+
+// Bit planes of a byte buffer (the "bshuf" stages; layout in shuffle.h).
+py::bytes bitplanes_py(const py::buffer& buf, bool inverse, const std::string& isa_name_) {
+    const Isa isa = pick_isa(isa_name_);
+    const py::buffer_info info = buf.request();
+    const View v = byte_view(info, "buf");
+    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(v.len));
+    if (!obj) throw py::error_already_set();
+    py::bytes out = py::reinterpret_steal<py::bytes>(obj);
+    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    {
+        py::gil_scoped_release nogil;
+        const ShuffleOps& sh = shuffle_ops(isa);
+        (inverse ? sh.unbitplanes : sh.bitplanes)(v.ptr, v.len, dst);
     }
     return out;
 }
@@ -344,6 +361,8 @@ PYBIND11_MODULE(_kernels, m) {
           py::arg("isa") = "", "Decode an encoded tensor; raises FormatError on a bad buffer.");
     m.def("shuffle", &shuffle_py, py::arg("buf"), py::arg("size"), py::arg("inverse") = false,
           py::arg("isa") = "", "Byte planes of size-byte elements (inverse=True: back to elements).");
+    m.def("bitplanes", &bitplanes_py, py::arg("buf"), py::arg("inverse") = false, py::arg("isa") = "",
+          "The 8 bit planes of a byte buffer, trailing n % 8 bytes as is (inverse=True: back to bytes).");
     m.def("preprocess", &preprocess_py, py::arg("img"), py::arg("out"), py::arg("roi"),
           py::arg("nchw"), py::arg("swap_rb"), py::arg("scale"), py::arg("bias"), py::arg("pad"),
           py::arg("isa") = "", "Fused resize + normalize + layout into out.");

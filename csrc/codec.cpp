@@ -250,8 +250,11 @@ int parse_header(const uint8_t* buf, size_t len, const CodecLimits& lim, TensorH
     h->per_channel = flags & kFlagPerChannel;
     h->stage = (flags & kStageMask) >> kStageShift;
     h->shuffle = flags & kFlagShuffle;
-    if ((flags & ~(kFlagPerChannel | kStageMask | kFlagShuffle)) || h->stage == 3)
+    h->bitplanes = flags & kFlagBitPlanes;
+    if ((flags & ~(kFlagPerChannel | kStageMask | kFlagShuffle | kFlagBitPlanes)) || h->stage == 3)
         return fail(err, errlen, kCorrupt, "unknown flags 0x%llx", flags);
+    if (h->bitplanes && !h->shuffle)
+        return fail(err, errlen, kCorrupt, "bit-plane flag without the shuffle flag");
     if (h->shuffle && (h->stage == 0 || is_quantized(h->codec)))
         return fail(err, errlen, kCorrupt, "shuffle flag needs a lossless stage and a raw/fp16/bf16 codec");
     if (buf[7] != static_cast<uint8_t>(DType::F32) && buf[7] != static_cast<uint8_t>(DType::F16))

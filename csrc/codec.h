@@ -9,7 +9,8 @@
 //     4     1  version (kFormatVersion = 1)
 //     5     1  codec: 0 raw, 1 fp16, 2 bf16, 3 int8, 4 int4, 5 int2
 //     6     1  flags: bit 0 per-channel; bits 1-2 lossless stage (0 none, 1 lz4, 2 zstd);
-//              bit 3 byte-shuffled planes (raw/fp16/bf16 with a stage only); other bits 0
+//              bit 3 byte-shuffled planes (raw/fp16/bf16 with a stage only); bit 4 (with bit 3)
+//              each stored plane bit-transposed before the stage ("bshuf"); other bits 0
 //     7     1  dtype of the original tensor: 1 float32, 2 float16
 //     8     1  ndim (0..8)
 //     9     1  axis of the per-channel parameters (0..ndim-1), 0xFF when per-tensor
@@ -55,7 +56,7 @@ constexpr size_t kFixedHeader = 32;
 constexpr int kMaxNdim = 8;
 enum class Codec : uint8_t { Raw = 0, F16 = 1, BF16 = 2, Int8 = 3, Int4 = 4, Int2 = 5 };
 enum class DType : uint8_t { F32 = 1, F16 = 2 };
-enum : uint8_t { kFlagPerChannel = 1, kStageShift = 1, kStageMask = 6, kFlagShuffle = 8 };
+enum : uint8_t { kFlagPerChannel = 1, kStageShift = 1, kStageMask = 6, kFlagShuffle = 8, kFlagBitPlanes = 16 };
 
 struct CodecLimits {
     uint64_t max_elements;
@@ -69,6 +70,7 @@ struct TensorHeader {
     bool per_channel;
     int stage;            // 0 none, 1 lz4, 2 zstd
     bool shuffle;         // payload stored as byte planes (each through the stage)
+    bool bitplanes;       // with shuffle: each compressed plane bit-transposed first (Python undoes it)
     int ndim;
     int axis;             // -1 when per-tensor
     uint64_t dims[kMaxNdim];

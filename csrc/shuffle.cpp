@@ -2,6 +2,8 @@
 // (csrc/tests/test_kernels.cpp checks it).
 #include "shuffle.h"
 
+#include <cstring>
+
 namespace edgeinf {
 
 void shuffle_tail(const uint8_t* in, size_t i0, size_t n, int size, uint8_t* out) {
@@ -14,11 +16,41 @@ void unshuffle_tail(const uint8_t* in, size_t i0, size_t n, int size, uint8_t* o
         for (int b = 0; b < size; ++b) out[i * size + b] = in[b * n + i];
 }
 
+void bitplanes_tail(const uint8_t* in, size_t j0, size_t n, uint8_t* out) {
+    const size_t groups = n / 8;
+    for (size_t j = j0; j < groups; ++j) {
+        uint64_t x;
+        std::memcpy(&x, in + 8 * j, 8);  // byte i of the group in bits 8i..8i+7 (little-endian)
+        for (int k = 0; k < 8; ++k) {
+            // bit 8i + k of x to bit 56 + i: the products of the 8 bits never overlap (no carries)
+            const uint64_t y = (x >> k) & 0x0101010101010101ULL;
+            out[k * groups + j] = static_cast<uint8_t>((y * 0x0102040810204080ULL) >> 56);
+        }
+    }
+    if (n > 8 * groups) std::memcpy(out + 8 * groups, in + 8 * groups, n - 8 * groups);  // (n = 0: in may be null)
+}
+
+void unbitplanes_tail(const uint8_t* in, size_t j0, size_t n, uint8_t* out) {
+    const size_t groups = n / 8;
+    for (size_t j = j0; j < groups; ++j) {
+        uint64_t x = 0;
+        for (int k = 0; k < 8; ++k) {
+            const uint64_t b = in[k * groups + j];
+            for (int i = 0; i < 8; ++i) x |= ((b >> i) & 1ULL) << (8 * i + k);
+        }
+        std::memcpy(out + 8 * j, &x, 8);
+    }
+    if (n > 8 * groups) std::memcpy(out + 8 * groups, in + 8 * groups, n - 8 * groups);  // (n = 0: in may be null)
+}
+
 namespace {
 void shuffle_generic(const uint8_t* in, size_t n, int size, uint8_t* out) { shuffle_tail(in, 0, n, size, out); }
 void unshuffle_generic(const uint8_t* in, size_t n, int size, uint8_t* out) { unshuffle_tail(in, 0, n, size, out); }
+
+void bitplanes_generic(const uint8_t* in, size_t n, uint8_t* out) { bitplanes_tail(in, 0, n, out); }
+void unbitplanes_generic(const uint8_t* in, size_t n, uint8_t* out) { unbitplanes_tail(in, 0, n, out); }
 }  // namespace
 
-const ShuffleOps kShuffleGeneric = {shuffle_generic, unshuffle_generic};
+const ShuffleOps kShuffleGeneric = {shuffle_generic, unshuffle_generic, bitplanes_generic, unbitplanes_generic};
 
 }  // namespace edgeinf

@@ -16,6 +16,11 @@ struct ShuffleOps {
     void (*shuffle)(const uint8_t* in, size_t n, int size, uint8_t* out);
     // out[i * size + b] = in[b * n + i]
     void (*unshuffle)(const uint8_t* in, size_t n, int size, uint8_t* out);
+    // Bit planes of n bytes (the "bshuf" stages: a byte plane bit-transposed before lz4).
+    // With m = n - n % 8: plane k (bit k, 0 = least significant) is out[k * m/8 .. (k+1) * m/8),
+    // whose byte j has in bit i the bit k of in[8j + i]; the n % 8 trailing bytes follow as is.
+    void (*bitplanes)(const uint8_t* in, size_t n, uint8_t* out);
+    void (*unbitplanes)(const uint8_t* in, size_t n, uint8_t* out);  // the inverse
 };
 extern const ShuffleOps kShuffleGeneric;
 const ShuffleOps& shuffle_ops(Isa isa);
@@ -23,5 +28,8 @@ const ShuffleOps& shuffle_ops(Isa isa);
 // Element ranges [i0, n) for the SIMD tails (shared by every ISA table).
 void shuffle_tail(const uint8_t* in, size_t i0, size_t n, int size, uint8_t* out);
 void unshuffle_tail(const uint8_t* in, size_t i0, size_t n, int size, uint8_t* out);
+// 8-byte groups [j0, n / 8) and the trailing bytes, portably (the SIMD tables' tails; NEON's whole)
+void bitplanes_tail(const uint8_t* in, size_t j0, size_t n, uint8_t* out);
+void unbitplanes_tail(const uint8_t* in, size_t j0, size_t n, uint8_t* out);
 
 }  // namespace edgeinf

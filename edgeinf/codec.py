@@ -10,7 +10,11 @@ Codec names are ``BASE[-pc][+shuf][+STAGE]``:
   ``Cut.channel_axes()``); the decoder reads the axis from the header;
 - ``+lz4`` / ``+zstd``: a lossless stage on the packed payload;
 - ``+shuf`` (raw/fp16/bf16, with a stage): the payload split into byte planes first, each
-  plane through the stage on its own (or stored when it does not shrink).
+  plane through the stage on its own (or stored when it does not shrink);
+- ``+bshuf`` (with lz4 only): the same byte planes, each bit-transposed (its 8 bit planes)
+  before lz4: blosc's bit-shuffle. lz4 finds a float's sign/exponent redundancy there in a
+  third of the time it spends on the byte plane, and smaller; zstd's entropy coder does
+  better on the bytes, so there is no ``+bshuf+zstd`` (``docs/codec.md``).
 
 The buffer carries everything the decoder needs. Layout (little-endian; ``csrc/codec.h``
 and ``docs/codec.md`` have the same table)::
@@ -20,7 +24,7 @@ and ``docs/codec.md`` have the same table)::
       4     1  version (1)
       5     1  codec id: 0 raw, 1 fp16, 2 bf16, 3 int8, 4 int4, 5 int2
       6     1  flags: bit 0 per-channel, bits 1-2 stage (0 none, 1 lz4, 2 zstd),
-               bit 3 byte-shuffled planes
+               bit 3 byte-shuffled planes, bit 4 (with 3) bit-transposed planes
       7     1  dtype of the original tensor: 1 float32, 2 float16
       8     1  ndim (0..8)
       9     1  per-channel axis, 0xFF for per-tensor
@@ -34,7 +38,9 @@ and ``docs/codec.md`` have the same table)::
 
 Shuffled payload (bit 3): ``size`` uint32 plane lengths (``size`` = 4 for raw float32, else 2),
 then the planes in order; plane ``b`` holds byte ``b`` of every element, ``raw_len / size``
-bytes before the stage; a length equal to that means the plane is stored as is.
+bytes before the stage; a length equal to that means the plane is stored as is. With bit 4,
+a plane that went through the stage was bit-transposed before it (``kernels.bitplanes``:
+plane of bit k of every byte, k = 0..7, then the ``n % 8`` trailing bytes as they are).
 
 Quantization: ``q = clamp(rint(x / scale), -zp, qmax - zp) + zp`` with
 ``scale = (max(hi, 0) - min(lo, 0)) / qmax`` so 0 is exact; ``x' = (q - zp) * scale``.
@@ -64,6 +70,7 @@ BITS = {"raw": 32, "fp16": 16, "bf16": 16, "int8": 8, "int4": 4, "int2": 2}
 STAGES = {"": 0, "lz4": 1, "zstd": 2}
 SHUF_BASES = ("raw", "fp16", "bf16")
 FLAG_SHUFFLE = 8
+FLAG_BITPLANES = 16
 DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float16): 2}
 MAGIC, VERSION, FIXED = b"EITC", 1, struct.Struct("<4sBBBBBBHIQQ")
 
@@ -74,7 +81,7 @@ def _all_names() -> List[str]:
         for pc in (["", "-pc"] if base.startswith("int") else [""]):
             out += [base + pc + (f"+{s}" if s else "") for s in STAGES]
         if base in SHUF_BASES:
-            out += [f"{base}+shuf+{s}" for s in STAGES if s]
+            out += [f"{base}+shuf+{s}" for s in STAGES if s] + [f"{base}+bshuf+lz4"]
     return out
 
 
@@ -95,11 +102,12 @@ class Spec:
     per_channel: bool = False
     stage: str = ""
     shuffle: bool = False
+    bitplanes: bool = False  # "bshuf": shuffle, and each byte plane bit-transposed before the stage
 
     @property
     def name(self) -> str:
-        return (self.base + ("-pc" if self.per_channel else "") + ("+shuf" if self.shuffle else "")
-                + (f"+{self.stage}" if self.stage else ""))
+        sh = "+bshuf" if self.bitplanes else "+shuf" if self.shuffle else ""
+        return self.base + ("-pc" if self.per_channel else "") + sh + (f"+{self.stage}" if self.stage else "")
 
     @property
     def bits(self) -> int:
@@ -127,7 +135,8 @@ def parse(name: str) -> Spec:
                          f"Valid: {', '.join(CODECS)}")
     parts = name.split("+")
     base, _, pc = parts[0].partition("-")
-    return Spec(base, pc == "pc", parts[-1] if len(parts) > 1 else "", "shuf" in parts[1:])
+    bshuf = "bshuf" in parts[1:]
+    return Spec(base, pc == "pc", parts[-1] if len(parts) > 1 else "", bshuf or "shuf" in parts[1:], bshuf)
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,7 @@ class Header(NamedTuple):
     per_channel: bool
     axis: Optional[int]
     shuffle: bool = False
+    bitplanes: bool = False
 
 
 def _channel_axis(x: np.ndarray, spec: Spec, axis: Optional[int]) -> int:
@@ -233,6 +243,20 @@ def _deflate(data, stage: str, plane: bool = False) -> bytes:
     return _zstd("c1" if plane else "c").compress(data)
 
 
+_SAMPLE = 4096
+
+
+def _random(plane) -> bool:
+    """Whether lz4 would leave a byte plane as it is, judged on its first 4 KB.
+    NOTE: a float's low mantissa planes are noise; lz4 spends ~6 us per 32 KB plane to find
+    that out, the sample ~1 us (the plane is then stored: never wrong, at worst not smaller)."""
+    if len(plane) < 4 * _SAMPLE:
+        return False
+    import lz4.block
+
+    return len(lz4.block.compress(plane[:_SAMPLE], store_size=False)) >= _SAMPLE * 31 // 32
+
+
 def _compress(buf: bytes, spec: Spec) -> bytes:
     nd, nparams = buf[8], int.from_bytes(buf[12:16], "little")  # our own header: no re-parse
     hl = -(-(FIXED.size + 8 * nd + 5 * nparams) // 8) * 8
@@ -240,11 +264,15 @@ def _compress(buf: bytes, spec: Spec) -> bytes:
     head = bytearray(buf[:hl])
     head[6] |= STAGES[spec.stage] << 1
     if spec.shuffle:
-        head[6] |= FLAG_SHUFFLE
+        head[6] |= FLAG_SHUFFLE | (FLAG_BITPLANES if spec.bitplanes else 0)
         size = 4 if buf[5] == 0 and buf[7] == 1 else 2  # raw float32; else 2-byte elements
         planes, n = memoryview(kernels.shuffle(payload, size)), len(payload) // size
-        parts = [_deflate(planes[k * n:(k + 1) * n], spec.stage, plane=True) for k in range(size)]
-        parts = [c if len(c) < n else planes[k * n:(k + 1) * n] for k, c in enumerate(parts)]
+        src = [planes[k * n:(k + 1) * n] for k in range(size)]
+        # NOTE: a stored plane stays a byte plane (the decoder takes it as is); only what the
+        # stage shrank was bit-transposed
+        parts = [p if spec.stage == "lz4" and _random(p) else
+                 _deflate(kernels.bitplanes(p) if spec.bitplanes else p, spec.stage, plane=True) for p in src]
+        parts = [c if len(c) < n else src[k] for k, c in enumerate(parts)]
         parts.insert(0, struct.pack(f"<{size}I", *map(len, parts)))
     else:
         parts = [_deflate(payload, spec.stage)]
@@ -256,12 +284,12 @@ def header_info(buf, limits: Optional[Limits] = None) -> Header:
     """Parse and validate only the header of an encoded buffer."""
     lim = limits or DEFAULT_LIMITS
     try:
-        c, st, dt, shape, hl, raw, pc, ax, shuf = kernels.header_info(buf, lim.max_elements, lim.max_ndim,
-                                                                       lim.max_bytes)
+        c, st, dt, shape, hl, raw, pc, ax, shuf, bits = kernels.header_info(buf, lim.max_elements, lim.max_ndim,
+                                                                             lim.max_bytes)
     except (kernels.FormatError, ValueError, TypeError, BufferError) as e:
         raise CodecError(f"bad encoded tensor: {e}") from e
     return Header(list(BASES)[c], list(STAGES)[st], np.dtype(np.float32 if dt == 1 else np.float16),
-                  tuple(shape), hl, raw, pc, ax if pc else None, shuf)
+                  tuple(shape), hl, raw, pc, ax if pc else None, shuf, bits)
 
 
 def _inflate(comp, stage: str, n: int) -> bytes:
@@ -299,7 +327,11 @@ def _planes(comp: memoryview, h: Header) -> bytes:
     out, off = [], 4 * size
     for k in lens:
         part = comp[off:off + k]
-        out.append(part if k == n else _inflate(part, h.stage, n))
+        if k == n:
+            out.append(part)
+        else:
+            plane = _inflate(part, h.stage, n)
+            out.append(kernels.bitplanes(plane, inverse=True) if h.bitplanes else plane)
         off += k
     return b"".join(out)
 

@@ -102,9 +102,11 @@ def test_equal_but_distinct_dtype_objects_and_big_endian():
 
 def test_names_and_parse():
     assert codec.names() == codec.CODECS and "int4-pc+zstd" in codec.CODECS
-    assert "fp16-pc" not in codec.CODECS and len(codec.CODECS) == 33
+    assert "fp16-pc" not in codec.CODECS and len(codec.CODECS) == 36  # 27 + 3 bases x (shuf x {lz4, zstd} + bshuf+lz4)
     assert "raw+shuf+lz4" in codec.CODECS and "int8+shuf+lz4" not in codec.CODECS
     assert codec.parse("fp16+shuf+zstd") == codec.Spec("fp16", False, "zstd", True)
+    assert codec.parse("raw+bshuf+lz4") == codec.Spec("raw", False, "lz4", True, True)
+    assert codec.parse("raw+bshuf+lz4").name == "raw+bshuf+lz4" and "int8+bshuf+lz4" not in codec.CODECS
     assert codec.parse("int2-pc+lz4") == codec.Spec("int2", True, "lz4")
     with pytest.raises(CodecError, match="int8"):
         codec.parse("int9")

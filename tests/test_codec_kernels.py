@@ -19,7 +19,7 @@ from edgeinf.errors import CodecError
 
 ISAS = kernels.build_info()["isas"]
 INT = [n for n in codec.CODECS if n.startswith("int") and "+" not in n]
-SHUF = [n for n in codec.CODECS if "+shuf+" in n]
+SHUF = [n for n in codec.CODECS if "+shuf+" in n or "+bshuf+" in n]
 # NHWC activations (odd channel counts start packed rows mid-byte), NCHW, 1-D
 CASES = [((1, 7, 5, 40), -1), ((1, 3, 3, 1100), -1), ((2, 4, 3, 17), -1), ((1, 9, 6, 5), 1), ((33,), 0)]
 
@@ -99,6 +99,24 @@ def test_shuffle_stage_round_trips_and_shrinks_real_like_floats(isa):
     for base in ("raw", "fp16"):
         for stage in ("lz4", "zstd"):
             assert len(codec.encode(x, f"{base}+shuf+{stage}")) < len(codec.encode(x, f"{base}+{stage}"))
+    for base in ("raw", "fp16"):
+        assert len(codec.encode(x, f"{base}+bshuf+lz4")) < len(codec.encode(x, f"{base}+lz4"))
+    buf = codec.encode(x, "raw+bshuf+lz4")
+    assert codec.header_info(buf).bitplanes and not codec.header_info(codec.encode(x, "raw+shuf+lz4")).bitplanes
+
+
+def test_bitplanes_kernel_is_a_bit_transpose_on_every_path():
+    rng = np.random.default_rng(4)
+    for n in (0, 1, 7, 8, 9, 31, 32, 33, 63, 64, 65, 1027, 31360):
+        data = rng.integers(0, 256, n, np.uint8)
+        m = n - n % 8
+        # reference: plane k holds bit k of every byte, 8 bytes' bits to a byte, least significant first
+        bits = np.unpackbits(data[:m].reshape(-1, 1), axis=1, bitorder="little")  # (m, 8): bit k in column k
+        want = np.packbits(bits.T, axis=1, bitorder="little").tobytes() + data[m:].tobytes()
+        for isa in ISAS:
+            got = kernels.bitplanes(data.tobytes(), False, isa)
+            assert got == want, (isa, n)
+            assert kernels.bitplanes(got, True, isa) == data.tobytes(), (isa, n)
 
 
 def test_shuffle_kernel_is_a_byte_transpose_on_every_path():
@@ -125,6 +143,8 @@ def test_malformed_shuffled_buffers_raise_codec_error():
         "lengths do not sum": lambda b: struct.pack_into("<I", b, hl + 4, 1),
         "shuffle flag on int8": lambda b: struct.pack_into("B", b, 5, 3),
         "shuffle flag without a stage": lambda b: struct.pack_into("B", b, 6, 8),
+        "bit-plane flag without the shuffle flag": lambda b: struct.pack_into("B", b, 6, 2 | 16),
+        "unknown flag bit 5": lambda b: struct.pack_into("B", b, 6, 2 | 8 | 32),
         "table truncated": lambda b: struct.pack_into("<Q", b, 24, 3),
     }
     for why, mutate in cases.items():

@@ -110,6 +110,24 @@ static void shuffle_paths(Isa isa) {
             s.unshuffle(a.data(), n, size, back.data());
             CHECK(back == in, "%s unshuffle size %d n=%zu", isa_name(isa), size, n);
         }
+    for (size_t n : {0, 1, 7, 8, 9, 31, 32, 33, 40, 63, 64, 100, 1027, 4096}) {
+        std::vector<uint8_t> in(n), a(n), b(n), back(n);
+        for (auto& v : in) v = static_cast<uint8_t>(rng());
+        g.bitplanes(in.data(), n, a.data());
+        s.bitplanes(in.data(), n, b.data());
+        CHECK(a == b, "%s bitplanes n=%zu", isa_name(isa), n);
+        const size_t groups = n / 8;
+        bool layout = true;
+        for (size_t e = 0; e < 8 * groups; ++e)
+            for (int k = 0; k < 8; ++k)
+                layout &= ((a[k * groups + e / 8] >> (e % 8)) & 1) == ((in[e] >> k) & 1);
+        for (size_t e = 8 * groups; e < n; ++e) layout &= a[e] == in[e];
+        CHECK(layout, "bitplanes n=%zu: plane layout", n);
+        s.unbitplanes(a.data(), n, back.data());
+        CHECK(back == in, "%s unbitplanes n=%zu", isa_name(isa), n);
+        g.unbitplanes(a.data(), n, back.data());
+        CHECK(back == in, "generic unbitplanes n=%zu", n);
+    }
 }
 
 static void codec_paths(Isa isa) {

@@ -3,6 +3,8 @@
 // transposes per 128-bit lane (pshufb), then a dword transpose across the four registers.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "shuffle.h"
 
 namespace edgeinf {
@@ -90,8 +92,47 @@ void unshuffle_avx2(const uint8_t* in, size_t n, int size, uint8_t* out) {
     unshuffle_tail(in, 0, n, size, out);
 }
 
+// Bit planes, 32 bytes a step: a movemask per bit (after shifting it to each byte's top)
+// gives plane k's 4 bytes for those 32.
+void bitplanes_avx2(const uint8_t* in, size_t n, uint8_t* out) {
+    const size_t groups = n / 8;
+    size_t j = 0;
+    for (; j + 4 <= groups; j += 4) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + 8 * j));
+        for (int k = 0; k < 8; ++k) {
+            // NOTE: a 16-bit shift: each byte's top bit after it is its own bit k (s <= 7)
+            const uint32_t m = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_slli_epi16(v, 7 - k)));
+            std::memcpy(out + k * groups + j, &m, 4);
+        }
+    }
+    bitplanes_tail(in, j, n, out);
+}
+
+// The inverse, 32 bytes a step: plane k's 4 bytes broadcast, each output byte i picks the
+// byte holding its bit (i / 8), tests bit i % 8, and ORs in 1 << k where it is set.
+void unbitplanes_avx2(const uint8_t* in, size_t n, uint8_t* out) {
+    const size_t groups = n / 8;
+    const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128,
+                                         1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    size_t j = 0;
+    for (; j + 4 <= groups; j += 4) {
+        __m256i acc = _mm256_setzero_si256();
+        for (int k = 0; k < 8; ++k) {
+            uint32_t w;
+            std::memcpy(&w, in + k * groups + j, 4);
+            const __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(w)), pick);
+            const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+            acc = _mm256_or_si256(acc, _mm256_and_si256(set, _mm256_set1_epi8(static_cast<char>(1 << k))));
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8 * j), acc);
+    }
+    unbitplanes_tail(in, j, n, out);
+}
+
 }  // namespace
 
-extern const ShuffleOps kShuffleAVX2 = {shuffle_avx2, unshuffle_avx2};
+extern const ShuffleOps kShuffleAVX2 = {shuffle_avx2, unshuffle_avx2, bitplanes_avx2, unbitplanes_avx2};
 
 }  // namespace edgeinf
