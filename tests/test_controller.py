@@ -99,6 +99,20 @@ def test_small_transfers_measure_rtt_and_leave_the_bandwidth_aging():
     assert e.log_bw_std > 2 * fresh.log_bw_std  # and grows uncertain from the last sample
 
 
+def test_rtt_is_the_recent_minimum_less_serialization_not_inflated_by_queueing():
+    est = LinkEstimator()
+    for i in range(4):  # 1 Mbit/s: 16 kB in 128 ms + a 10 ms RTT
+        est.observe(i * 0.2, 16000, 138.0)
+    assert 0.8 < est.estimate(1.0).mbps < 1.25
+    est.observe(1.0, 1200, 19.6)  # 1.2 kB: 9.6 ms of it is serialization at 1 Mbit/s
+    assert est.estimate(1.0).rtt_ms == pytest.approx(10.0, abs=1.5)
+    for i in range(10):  # small transfers that waited behind a probe still crossing: 60-150 ms
+        est.observe(1.1 + i * 0.1, 500, 60.0 + 10 * i)
+    assert est.estimate(2.0).rtt_ms == pytest.approx(10.0, abs=1.5)  # (a mean read 40-100 ms)
+    est.observe(15.0, 500, 34.0)  # past the 10 s window the RTT may grow (a route change)
+    assert est.estimate(15.0).rtt_ms > 25.0
+
+
 def test_remote_budget_keeps_the_fallback_reserve_unless_local_would_miss_anyway():
     from edgeinf.plan import fallback_reserve_ms, remote_budget_ms
 

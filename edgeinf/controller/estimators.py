@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
@@ -71,6 +72,26 @@ class LinkEstimate:
         return self.rtt_ms + nbytes * 8 * inv_bw * 1000.0
 
 
+class WindowMin:
+    """Minimum of the samples of the last ``window_s`` seconds (a monotonic deque: O(1) per sample)."""
+
+    def __init__(self, window_s: float):
+        self.window_s = window_s
+        self._q: deque = deque()  # (time, value), values increasing from left to right
+
+    def update(self, now_s: float, x: float) -> None:
+        q = self._q
+        while q and q[-1][1] >= x:
+            q.pop()
+        q.append((now_s, x))
+        while q[0][0] < now_s - self.window_s:
+            q.popleft()
+
+    @property
+    def value(self) -> Optional[float]:
+        return self._q[0][1] if self._q else None
+
+
 class LinkEstimator:
     """Uplink bandwidth and RTT from transfers; see the module docstring."""
 
@@ -78,7 +99,11 @@ class LinkEstimator:
                  surprise_alpha: float = 0.75, tau_s: float = 1.5, drift_per_s: float = 0.5,
                  small_bytes: int = 3000):
         self.bw = Ewma(alpha)
-        self.rtt = Ewma(0.3)
+        # NOTE: the RTT is the minimum of the last 10 s of samples (BBR's min_rtt), not their
+        # mean: a small transfer's time also holds any wait behind our own probe or request
+        # still crossing the link (a 16 kB probe takes 130 ms at 1 Mbit/s), only ever more,
+        # and a mean of such samples read a 10 ms link as 26-72 ms (UMTS replay)
+        self.rtt = WindowMin(10.0)
         self.prior = (math.log(prior_mbps * 1e6), prior_rtt_ms)
         self.surprise_alpha, self.tau_s, self.drift, self.small = surprise_alpha, tau_s, drift_per_s, small_bytes
         self.last_s: Optional[float] = None  # any transfer
@@ -90,19 +115,22 @@ class LinkEstimator:
         """A transfer of ``nbytes`` up (plus a small reply) took ``transfer_ms`` end to end,
         not counting the server's own compute."""
         self.up, self.failures, self.last_s = True, 0, now_s
-        rtt = self.rtt.mean if self.rtt.mean is not None else self.prior[1]
+        rtt = self.rtt.value if self.rtt.value is not None else self.prior[1]
         if nbytes <= self.small:
             # NOTE: a small transfer is mostly RTT; it also says little about bandwidth. A large
             # one that was fast (a LAN, loopback) is still a bandwidth sample: treating it as
             # RTT left a fast link "not measured" forever. It does not renew the bandwidth's
             # own age (``bw_confidence``): a plan of small transfers kept a 1 Mbit/s estimate
             # "fresh" for as long as it ran, on a link back at 50 Mbit/s
-            self.rtt.update(max(transfer_ms, 0.1))
+            # NOTE: minus its serialization at the bandwidth estimate: 1.2 kB take 24 ms at
+            # 0.4 Mbit/s, which the cost model charges again as transfer
+            serial_ms = nbytes * 8 / math.exp(self.bw.mean if self.bw.mean is not None else self.prior[0]) * 1000.0
+            self.rtt.update(now_s, max(transfer_ms - serial_ms, 0.25 * transfer_ms, 0.1))
             return
         self.bw_s = now_s
         if transfer_ms < rtt:  # no transfer is faster than the RTT: the RTT fell
-            self.rtt.update(0.5 * transfer_ms)
-            rtt = self.rtt.mean
+            self.rtt.update(now_s, 0.5 * transfer_ms)
+            rtt = self.rtt.value
         serial_ms = max(transfer_ms - rtt, 0.05 * transfer_ms, 0.2)
         x = math.log(nbytes * 8 / (serial_ms / 1000.0))
         surprise = self.bw.mean is not None and abs(x - self.bw.mean) > max(3 * self.bw.std, math.log(2.0))
@@ -119,7 +147,7 @@ class LinkEstimator:
         if waited_ms is not None and nbytes > self.small and self.failures < 2:
             # bytes did not make it in waited_ms: the bandwidth is at most this (a bound, so
             # clamp the estimate rather than average it in)
-            rtt = self.rtt.mean if self.rtt.mean is not None else self.prior[1]
+            rtt = self.rtt.value if self.rtt.value is not None else self.prior[1]
             bound = math.log(nbytes * 8 / (max(waited_ms - rtt, 1.0) / 1000.0))
             self.bw_s = now_s
             self.bw.update(min(bound, self.bw.mean if self.bw.mean is not None else bound), alpha=1.0)
@@ -150,7 +178,7 @@ class LinkEstimator:
         # (from the last bandwidth sample: transfers that only measured RTT leave it uncertain)
         std = math.sqrt(std * std + (self.drift ** 2) * min(bw_age, 60.0))
         conf = 0.0 if self.bw.mean is None else math.exp(-age / self.tau_s)
-        rtt = self.rtt.mean if self.rtt.mean is not None else self.prior[1]
+        rtt = self.rtt.value if self.rtt.value is not None else self.prior[1]
         return LinkEstimate(self.up, log_bw, std, rtt, conf, age, self.failures,
                             0.0 if self.bw.mean is None else math.exp(-bw_age / self.tau_s))
 
