@@ -247,6 +247,41 @@ py::bytes bitplanes_py(const py::buffer& buf, bool inverse, const std::string& i
     return out;
 }
 
+// The shuffle stage's planes, ready for lz4 (one call instead of a Python loop): byte planes
+// of size-byte elements; each plane of at least 4 * sample bytes is judged on its first
+// `sample` bytes (has_repeats), and those judged noise are left out of the stage (bit i of the
+// returned mask clear). With bitplanes, every plane kept for the stage is bit-transposed in place.
+py::tuple lz4_planes_py(const py::buffer& buf, int size, bool bitplanes, size_t sample, const std::string& isa_name_) {
+    const Isa isa = pick_isa(isa_name_);
+    const py::buffer_info info = buf.request();
+    const View v = byte_view(info, "buf");
+    if ((size != 2 && size != 4) || v.len % size)
+        throw std::invalid_argument("lz4_planes: element size must be 2 or 4 and divide the buffer length");
+    if (sample == 0 || sample > 65535) throw std::invalid_argument("lz4_planes: sample must be 1..65535 bytes");
+    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(v.len));
+    if (!obj) throw py::error_already_set();
+    py::bytes out = py::reinterpret_steal<py::bytes>(obj);
+    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    unsigned mask = 0;
+    {
+        py::gil_scoped_release nogil;
+        const ShuffleOps& sh = shuffle_ops(isa);
+        const size_t n = v.len / size;
+        sh.shuffle(v.ptr, n, size, dst);
+        std::vector<uint8_t> tmp(bitplanes ? n : 0);
+        for (int k = 0; k < size; ++k) {
+            uint8_t* plane = dst + k * n;
+            if (n >= 4 * sample && !has_repeats(plane, sample)) continue;
+            mask |= 1u << k;
+            if (bitplanes && n) {
+                sh.bitplanes(plane, n, tmp.data());
+                std::memcpy(plane, tmp.data(), n);
+            }
+        }
+    }
+    return py::make_tuple(out, mask);
+}
+
 // ---- preprocess ----
 void preprocess_py(const py::array& img, py::array out, py::tuple roi, bool nchw, bool swap_rb,
                    std::vector<float> scale, std::vector<float> bias, std::vector<float> pad,
@@ -361,6 +396,8 @@ PYBIND11_MODULE(_kernels, m) {
           py::arg("isa") = "", "Decode an encoded tensor; raises FormatError on a bad buffer.");
     m.def("shuffle", &shuffle_py, py::arg("buf"), py::arg("size"), py::arg("inverse") = false,
           py::arg("isa") = "", "Byte planes of size-byte elements (inverse=True: back to elements).");
+    m.def("lz4_planes", &lz4_planes_py, py::arg("buf"), py::arg("size"), py::arg("bitplanes"), py::arg("sample"),
+          py::arg("isa") = "", "Byte planes for the lz4 shuffle stage and the mask of those worth compressing.");
     m.def("bitplanes", &bitplanes_py, py::arg("buf"), py::arg("inverse") = false, py::arg("isa") = "",
           "The 8 bit planes of a byte buffer, trailing n % 8 bytes as is (inverse=True: back to bytes).");
     m.def("preprocess", &preprocess_py, py::arg("img"), py::arg("out"), py::arg("roi"),

@@ -43,6 +43,31 @@ void unbitplanes_tail(const uint8_t* in, size_t j0, size_t n, uint8_t* out) {
     if (n > 8 * groups) std::memcpy(out + 8 * groups, in + 8 * groups, n - 8 * groups);  // (n = 0: in may be null)
 }
 
+bool has_repeats(const uint8_t* p, size_t n) {
+    if (n < 8) return true;  // too short to judge: let the stage try
+    uint16_t last[4096];
+    std::memset(last, 0xFF, sizeof last);
+    size_t matched = 0, misses = 0;
+    for (size_t i = 0; i + 4 <= n;) {
+        uint32_t v;
+        std::memcpy(&v, p + i, 4);
+        const uint32_t h = (v * 2654435761u) >> 20;
+        const uint16_t c = last[h];
+        last[h] = static_cast<uint16_t>(i);
+        uint32_t w;
+        if (c != 0xFFFF && (std::memcpy(&w, p + c, 4), w == v)) {
+            size_t len = 4;
+            while (i + len < n && p[c + len] == p[i + len]) ++len;
+            matched += len;
+            i += len;
+            misses = 0;
+        } else {
+            i += 1 + (misses++ >> 5);  // lz4's own skip: the longer nothing matches, the faster it looks
+        }
+    }
+    return matched * 8 >= n;
+}
+
 namespace {
 void shuffle_generic(const uint8_t* in, size_t n, int size, uint8_t* out) { shuffle_tail(in, 0, n, size, out); }
 void unshuffle_generic(const uint8_t* in, size_t n, int size, uint8_t* out) { unshuffle_tail(in, 0, n, size, out); }

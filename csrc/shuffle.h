@@ -28,6 +28,10 @@ const ShuffleOps& shuffle_ops(Isa isa);
 // Element ranges [i0, n) for the SIMD tails (shared by every ISA table).
 void shuffle_tail(const uint8_t* in, size_t i0, size_t n, int size, uint8_t* out);
 void unshuffle_tail(const uint8_t* in, size_t i0, size_t n, int size, uint8_t* out);
+// Whether an lz4-style match finder sees repeats in p[0, n): 4-byte sequences seen before
+// (one candidate per hash, as lz4 keeps), counted as matched bytes; true when they cover at
+// least 1/8 of n. Noise (a float's low mantissa bytes) has almost none. Portable, n <= 65535.
+bool has_repeats(const uint8_t* p, size_t n);
 // 8-byte groups [j0, n / 8) and the trailing bytes, portably (the SIMD tables' tails; NEON's whole)
 void bitplanes_tail(const uint8_t* in, size_t j0, size_t n, uint8_t* out);
 void unbitplanes_tail(const uint8_t* in, size_t j0, size_t n, uint8_t* out);

@@ -243,18 +243,7 @@ def _deflate(data, stage: str, plane: bool = False) -> bytes:
     return _zstd("c1" if plane else "c").compress(data)
 
 
-_SAMPLE = 4096
-
-
-def _random(plane) -> bool:
-    """Whether lz4 would leave a byte plane as it is, judged on its first 4 KB.
-    NOTE: a float's low mantissa planes are noise; lz4 spends ~6 us per 32 KB plane to find
-    that out, the sample ~1 us (the plane is then stored: never wrong, at worst not smaller)."""
-    if len(plane) < 4 * _SAMPLE:
-        return False
-    import lz4.block
-
-    return len(lz4.block.compress(plane[:_SAMPLE], store_size=False)) >= _SAMPLE * 31 // 32
+_SAMPLE = 4096  # bytes of a plane the lz4 stage judges it on (kernels.lz4_planes)
 
 
 def _compress(buf: bytes, spec: Spec) -> bytes:
@@ -266,13 +255,26 @@ def _compress(buf: bytes, spec: Spec) -> bytes:
     if spec.shuffle:
         head[6] |= FLAG_SHUFFLE | (FLAG_BITPLANES if spec.bitplanes else 0)
         size = 4 if buf[5] == 0 and buf[7] == 1 else 2  # raw float32; else 2-byte elements
-        planes, n = memoryview(kernels.shuffle(payload, size)), len(payload) // size
-        src = [planes[k * n:(k + 1) * n] for k in range(size)]
-        # NOTE: a stored plane stays a byte plane (the decoder takes it as is); only what the
-        # stage shrank was bit-transposed
-        parts = [p if spec.stage == "lz4" and _random(p) else
-                 _deflate(kernels.bitplanes(p) if spec.bitplanes else p, spec.stage, plane=True) for p in src]
-        parts = [c if len(c) < n else src[k] for k, c in enumerate(parts)]
+        n = len(payload) // size
+        if spec.stage == "lz4":
+            # NOTE: one native call: the planes, which of them lz4 may shrink (noise is judged on
+            # a 4 KB sample and stored without trying: a float's low mantissa planes; ~6 us of lz4
+            # each otherwise), those bit-transposed for bshuf
+            planes, mask = kernels.lz4_planes(payload, size, spec.bitplanes, _SAMPLE)
+            planes = memoryview(planes)
+            src = [planes[k * n:(k + 1) * n] for k in range(size)]
+            parts = []
+            for k, p in enumerate(src):
+                c = _deflate(p, "lz4") if mask >> k & 1 else None
+                if c is not None and len(c) < n:
+                    parts.append(c)
+                else:  # stored: the byte plane itself (a full-length plane is taken as is)
+                    parts.append(kernels.bitplanes(p, True) if c is not None and spec.bitplanes else p)
+        else:
+            planes = memoryview(kernels.shuffle(payload, size))
+            src = [planes[k * n:(k + 1) * n] for k in range(size)]
+            parts = [_deflate(p, spec.stage, plane=True) for p in src]
+            parts = [c if len(c) < n else src[k] for k, c in enumerate(parts)]
         parts.insert(0, struct.pack(f"<{size}I", *map(len, parts)))
     else:
         parts = [_deflate(payload, spec.stage)]

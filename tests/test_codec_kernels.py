@@ -130,6 +130,31 @@ def test_shuffle_kernel_is_a_byte_transpose_on_every_path():
         kernels.shuffle(data[:5], 4)
 
 
+def test_lz4_planes_leaves_noise_out_and_transposes_the_rest():
+    rng = np.random.default_rng(5)
+    n = 20000  # elements: planes of 20 kB, judged on their first 4 kB
+    x = np.zeros((n, 4), np.uint8)
+    x[:, 0] = rng.integers(0, 256, n)  # noise
+    x[:, 1] = np.arange(n) % 7  # repeats
+    x[:, 3] = rng.integers(0, 256, n)
+    x[:4096, 3] = 0  # compressible at first, noise after: judged on the sample, still round-trips
+    data = x.tobytes()
+    for isa in ISAS:
+        planes, mask = kernels.lz4_planes(data, 4, False, 4096, isa)
+        assert planes == kernels.shuffle(data, 4, False, isa) and mask == 0b1110, (isa, bin(mask))
+        tplanes, tmask = kernels.lz4_planes(data, 4, True, 4096, isa)
+        assert tmask == mask
+        for k in range(4):
+            want = planes[k * n:(k + 1) * n]
+            got = tplanes[k * n:(k + 1) * n]
+            assert got == (kernels.bitplanes(want, False, isa) if mask >> k & 1 else want), (isa, k)
+    f = np.frombuffer(data, np.float32).reshape(1, -1)
+    for name in ("raw+shuf+lz4", "raw+bshuf+lz4"):
+        np.testing.assert_array_equal(codec.decode(codec.encode(f, name)), f)
+    with pytest.raises(ValueError, match="sample"):
+        kernels.lz4_planes(data, 4, False, 0)
+
+
 def _shuffled():
     return bytearray(codec.encode(_x((3, 5, 16)), "raw+shuf+lz4"))
 
