@@ -4,7 +4,7 @@ Everything comes from the package's own measurements on this host, made on the h
 photographs (``profile.json`` and the manifest's calibration; ``edgeinf.bottleneck``):
 device-side times paced to the EMULATED device (Raspberry Pi 4 by default), server times
 as measured. Latency over a bandwidth is the exact replay (``edgeinf.evaluation.replay``)
-of one plan over a constant-rate link with the evaluation's 10 ms one-way delay, requests
+of one plan over a constant-rate link with a 10 ms one-way delay (``--delay-ms``), requests
 1 s apart (no queueing); the controller figure replays the adaptive controller and every
 static plan over a real trace, as ``edgeinf bench controller`` does.
 
@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--floor", type=float, default=0.9,
                    help="agreement (PCK) a width needs to count as a split option (default 0.9)")
     p.add_argument("--trace", type=Path, default=UMTS, help="trace for the controller figure (default: UMTS)")
+    p.add_argument("--delay-ms", type=float, default=10.0,
+                   help="one-way link delay in ms (default 10: a 20 ms round trip; 5 for a nearby edge server)")
     p.add_argument("--plot", type=Path, metavar="DIR",
                    help="write bottleneck_tradeoff.png and bottleneck_latency.png here")
     p.set_defaults(func=run)
@@ -43,11 +45,11 @@ def _best_codec(entry: dict, slack: float = 0.005) -> str:
     return min((c for c, a in entry["agreement"].items() if a >= raw - slack), key=lambda c: entry["bytes"][c])
 
 
-def _latency(cost, mbps: float, n: int = 5) -> float:
+def _latency(cost, mbps: float, delay_ms: float = 10.0, n: int = 5) -> float:
     from ..evaluation import replay as R
     from ..netem import Link, Trace
 
-    link = Link(Trace.constant(mbps), delay_ms=10.0)
+    link = Link(Trace.constant(mbps), delay_ms=delay_ms)
     served = R.run(link, [cost], [i * 1000.0 for i in range(n)], R.static(cost.plan), fallback=cost.plan)
     return float(np.mean([s.latency_ms for s in served]))
 
@@ -65,7 +67,7 @@ def _band(local: float, offload: np.ndarray, split: np.ndarray) -> tuple:
     return best
 
 
-def _controller(pkg, costs, trace: Path, local_ms: float) -> dict:
+def _controller(pkg, costs, trace: Path, local_ms: float, delay_ms: float = 10.0) -> dict:
     from ..controller.policy import Objective
     from ..evaluation import replay as R
     from ..evaluation.evaluate import baselines
@@ -74,7 +76,7 @@ def _controller(pkg, costs, trace: Path, local_ms: float) -> dict:
     if not trace.is_file():
         raise ConfigError(f"--trace {trace}: no such file (the default, the UMTS trace, ships in edgeinf/data/traces)")
     tr = Trace.load(trace)
-    link = Link(tr, delay_ms=10.0)
+    link = Link(tr, delay_ms=delay_ms)
     arrivals = [60_000.0 + i * 100.0 for i in range(600)]  # 60 s at 10 requests/s, from 60 s in
     obj = Objective("latency", deadline_ms=4 * local_ms, accuracy_floor=0.0)
     mean = lambda s: float(np.mean([x.latency_ms for x in s]))  # noqa: E731
@@ -93,7 +95,7 @@ def _is_bn(plan) -> bool:
     return plan.kind == "split" and str(plan.cut).startswith("bn-w")
 
 
-def measure(pkg, device: str, floor: float, trace: Path) -> dict:
+def measure(pkg, device: str, floor: float, trace: Path, delay_ms: float = 10.0) -> dict:
     from ..bottleneck import plans as P
     from ..plan import Plan
 
@@ -112,10 +114,10 @@ def measure(pkg, device: str, floor: float, trace: Path) -> dict:
                        "agreement": e["agreement"][codec], "agreement_by_codec": e["agreement"],
                        "bytes_by_codec": e["bytes"], "head_ms": round(c.device_ms + c.encode_ms, 2),
                        "tail_ms": round(c.server_ms, 2)})
-        curves[f"w{e['width']}"] = np.array([_latency(c, b) for b in GRID])
+        curves[f"w{e['width']}"] = np.array([_latency(c, b, delay_ms) for b in GRID])
     local_ms = local.device_ms
     jpeg = offl.get("jpeg90") or min(offl.values(), key=lambda c: c.up_bytes)
-    off_curve = np.array([min(_latency(c, b) for c in offl.values()) for b in GRID])
+    off_curve = np.array([min(_latency(c, b, delay_ms) for c in offl.values()) for b in GRID])
     ok = [f"w{w['width']}" for w in widths if w["agreement"] >= floor]
     floor_met = bool(ok)
     ok = ok or [f"w{w['width']}" for w in widths]  # NOTE: none reaches it: say so, compare them all
@@ -129,7 +131,7 @@ def measure(pkg, device: str, floor: float, trace: Path) -> dict:
                         "jpeg90_bytes": jpeg.up_bytes},
             "band_mbit": [round(lo, 3), round(hi, 3)], "split_vs_local": round(vs_local, 3),
             "split_vs_offload": round(vs_off, 3), "split_widths_counted": ok, "floor_met": floor_met,
-            "controller": _controller(pkg, costs, trace, local_ms),
+            "delay_ms": delay_ms, "controller": _controller(pkg, costs, trace, local_ms, delay_ms),
             "_curves": {"mbit": GRID, "local": local_ms, "offload": off_curve, **curves}}
 
 
@@ -166,7 +168,7 @@ def plot(res: dict, out_dir: Path) -> list:
     ax.axvspan(*res["band_mbit"], color="green", alpha=0.08)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("uplink Mbit/s (constant; 10 ms one-way delay)")
+    ax.set_xlabel(f"uplink Mbit/s (constant; {res['delay_ms']:g} ms one-way delay)")
     ax.set_ylabel(f"latency ms ({res['device']}, emulated)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -184,7 +186,9 @@ def run(args) -> int:
     if not 0.0 <= args.floor <= 1.0:
         raise ConfigError(f"--floor must be in [0, 1]; got {args.floor}")
     pkg = open_package(build.ensure())
-    res = measure(pkg, args.device, args.floor, args.trace)
+    if not 0.0 <= args.delay_ms <= 10_000:
+        raise ConfigError(f"--delay-ms must be in [0, 10000]; got {args.delay_ms}")
+    res = measure(pkg, args.device, args.floor, args.trace, args.delay_ms)
     if args.plot:
         res["plots"] = plot(res, args.plot)
     res.pop("_curves")
@@ -198,7 +202,7 @@ def run(args) -> int:
               f"jpeg90 {w['jpeg90_bytes']:.0f} B)  agreement {w['agreement']:.3f}  head {w['head_ms']} ms  "
               f"tail {w['tail_ms']} ms")
     note = "" if res["floor_met"] else f", none reaches agreement {res['floor']}"
-    print(f"band {res['band_mbit']} Mbit/s: split vs local x{res['split_vs_local']}, vs offload "
+    print(f"band {res['band_mbit']} Mbit/s ({res['delay_ms']:g} ms one-way): split vs local x{res['split_vs_local']}, vs offload "
           f"x{res['split_vs_offload']} (widths {res['split_widths_counted']}{note})")
     c = res["controller"]
     print(f"controller on {c['trace']}: adaptive/best static = {c['adaptive_vs_best_static']} "
