@@ -162,24 +162,10 @@ def _confidence_results(repeat: int) -> dict:
 
 
 def cpu_model() -> str:
-    """The CPU model as the kernel reports it (``lscpu``'s "Model name", with family and
-    model: VMs often show only "AMD EPYC", which hides Zen 3 from Zen 4)."""
-    import platform
+    """The CPU model with x86 family and model (``profiling.host.cpu_model``)."""
+    from ..profiling.host import cpu_model as model
 
-    info = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, val = line.partition(":")
-                if not key.strip():
-                    break  # first CPU only
-                info.setdefault(key.strip(), val.strip())
-    except OSError:
-        pass
-    name = info.get("model name") or info.get("Model") or platform.processor() or platform.machine()
-    if "cpu family" in info and "model" in info:
-        name += f" (family {info['cpu family']} model {info['model']})"
-    return name
+    return model()
 
 
 def collect(repeat: int = 200, isa: str = "") -> dict:

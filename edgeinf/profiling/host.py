@@ -21,22 +21,32 @@ MATMUL_N, MATMUL_REPEAT = 1024, 5
 
 
 def cpu_model() -> str:
-    """The CPU's model name (lscpu, then /proc/cpuinfo, then the platform's word for it)."""
+    """The CPU's model name (lscpu, then /proc/cpuinfo, then the platform's word for it),
+    with x86's family and model: VMs often show only "AMD EPYC", which hides a Zen 2 from a
+    Zen 4 (and their AVX-512 or not)."""
+    name, info = None, {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                if not key.strip():
+                    break  # first CPU only
+                info.setdefault(key.strip().lower(), val.strip())
+    except OSError:
+        pass
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
         for line in out.splitlines():
             if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+                break
     except (OSError, subprocess.SubprocessError):
         pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "model\t")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+    name = name or info.get("model name") or info.get("hardware") or info.get("model") \
+        or platform.processor() or platform.machine() or "unknown"
+    if "cpu family" in info and "model" in info:
+        name += f" (family {info['cpu family']} model {info['model']})"
+    return name
 
 
 def matmul_gflops(n: int = MATMUL_N, repeat: int = MATMUL_REPEAT) -> float:
