@@ -10,7 +10,7 @@
 //     5     1  codec: 0 raw, 1 fp16, 2 bf16, 3 int8, 4 int4, 5 int2
 //     6     1  flags: bit 0 per-channel; bits 1-2 lossless stage (0 none, 1 lz4, 2 zstd);
 //              bit 3 byte-shuffled planes (raw/fp16/bf16 with a stage only); bit 4 (with bit 3)
-//              each stored plane bit-transposed before the stage ("bshuf"); other bits 0
+//              each plane that went through the stage bit-transposed before it ("bshuf"); other bits 0
 //     7     1  dtype of the original tensor: 1 float32, 2 float16
 //     8     1  ndim (0..8)
 //     9     1  axis of the per-channel parameters (0..ndim-1), 0xFF when per-tensor

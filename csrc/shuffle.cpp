@@ -33,12 +33,12 @@ void bitplanes_tail(const uint8_t* in, size_t j0, size_t n, uint8_t* out) {
 void unbitplanes_tail(const uint8_t* in, size_t j0, size_t n, uint8_t* out) {
     const size_t groups = n / 8;
     for (size_t j = j0; j < groups; ++j) {
-        uint64_t x = 0;
-        for (int k = 0; k < 8; ++k) {
-            const uint64_t b = in[k * groups + j];
-            for (int i = 0; i < 8; ++i) x |= ((b >> i) & 1ULL) << (8 * i + k);
-        }
-        std::memcpy(out + 8 * j, &x, 8);
+        // the 8 plane bytes of this group as one word: an 8x8 bit matrix, whose transpose
+        // (the forward step's own multiply) is the group's 8 bytes
+        uint64_t y = 0;
+        for (int k = 0; k < 8; ++k) y |= static_cast<uint64_t>(in[k * groups + j]) << (8 * k);
+        for (int i = 0; i < 8; ++i)
+            out[8 * j + i] = static_cast<uint8_t>(((((y >> i) & 0x0101010101010101ULL) * 0x0102040810204080ULL) >> 56));
     }
     if (n > 8 * groups) std::memcpy(out + 8 * groups, in + 8 * groups, n - 8 * groups);  // (n = 0: in may be null)
 }

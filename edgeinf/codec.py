@@ -1,6 +1,6 @@
 """Tensor codec: float32/float16 tensors to self-describing bytes and back.
 
-Codec names are ``BASE[-pc][+shuf][+STAGE]``:
+Codec names are ``BASE[-pc][+shuf|+bshuf][+STAGE]``:
 
 - ``BASE``: ``raw`` (lossless), ``fp16``, ``bf16`` (round to nearest even), ``int8``,
   ``int4``, ``int2`` (affine quantization, bit-packed; finite values only: NaN or +-inf
