@@ -96,7 +96,7 @@ py::array_t<float> dequantize_int8(py::array_t<int8_t, py::array::forcecast> q, 
 
 // ---- codec ----
 py::bytes encode(const py::array& x, int codec, bool per_channel, int axis, int dtype_tag,
-                 const std::string& isa_name_) {
+                 const std::string& isa_name_, bool header_only) {
     const Isa isa = pick_isa(isa_name_);
     const bool f16 = same_dtype(x.dtype(), py::dtype("float16"));
     if (!f16 && !same_dtype(x.dtype(), py::dtype::of<float>()))
@@ -112,6 +112,12 @@ py::bytes encode(const py::array& x, int codec, bool per_channel, int axis, int 
     for (int i = 0; i < x.ndim(); ++i) dims[i] = static_cast<uint64_t>(x.shape(i));
     if (per_channel && (axis < 0 || axis >= x.ndim())) throw std::invalid_argument("axis out of range");
     const DType dt = static_cast<DType>(dtype_tag);
+    if (header_only) {  // the shuffle stages read a raw payload from x itself: no copy of it here
+        if (c != Codec::Raw || per_channel) throw std::invalid_argument("header_only is for the raw codec");
+        uint8_t head[kFixedHeader + 8 * kMaxNdim];
+        const size_t hl = write_header(dt, c, false, static_cast<int>(x.ndim()), dims, -1, head);
+        return py::bytes(reinterpret_cast<const char*>(head), hl);
+    }
     const size_t n = encoded_len(c, dt, per_channel, static_cast<int>(x.ndim()), dims, axis);
     std::vector<float> scratch(encode_scratch_floats(per_channel, static_cast<int>(x.ndim()), dims, axis));
     PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(n));
@@ -387,7 +393,8 @@ PYBIND11_MODULE(_kernels, m) {
     m.def("dequantize_int8", &dequantize_int8, py::arg("q"), py::arg("scale"), py::arg("zero_point") = 0,
           "Inverse of quantize_int8: (q - zero_point) * scale.");
     m.def("encode", &encode, py::arg("x"), py::arg("codec"), py::arg("per_channel"), py::arg("axis"),
-          py::arg("dtype"), py::arg("isa") = "", "Encoded tensor (header + payload) as bytes.");
+          py::arg("dtype"), py::arg("isa") = "", py::arg("header_only") = false,
+          "Encoded tensor (header + payload) as bytes; header_only (raw only): the header alone.");
     m.def("header_info", &header_info, py::arg("buf"), py::arg("max_elements"), py::arg("max_ndim"),
           py::arg("max_bytes"),
           "(codec, stage, dtype, shape, header_len, raw_len, per_channel, axis); raises FormatError.");

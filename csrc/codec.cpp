@@ -313,14 +313,8 @@ int parse_header(const uint8_t* buf, size_t len, const CodecLimits& lim, TensorH
     return kOk;
 }
 
-int encode_tensor(Isa isa, const void* xv, DType dtype, Codec c, bool per_channel, int ndim,
-                  const uint64_t* dims, int axis, uint8_t* out, size_t out_len, float* scratch) {
-    if (ndim < 0 || ndim > kMaxNdim) return kBadArgument;
-    if (per_channel && (!is_quantized(c) || axis < 0 || axis >= ndim)) return kBadArgument;
-    // x is float16 only for raw/fp16 of a float16 tensor; otherwise float32 (the caller
-    // widened a float16 tensor, whose dtype the header still records).
-    const size_t need = encoded_len(c, dtype, per_channel, ndim, dims, axis);
-    if (out_len != need) return kOutOfBounds;
+size_t write_header(DType dtype, Codec c, bool per_channel, int ndim, const uint64_t* dims, int axis,
+                    uint8_t* out) {
     uint64_t numel = 1;
     for (int i = 0; i < ndim; ++i) numel *= dims[i];
     const uint32_t np = !is_quantized(c) ? 0 : per_channel ? static_cast<uint32_t>(dims[axis]) : 1;
@@ -338,6 +332,23 @@ int encode_tensor(Isa isa, const void* xv, DType dtype, Codec c, bool per_channe
     store_le<uint64_t>(out + 16, pl);
     store_le<uint64_t>(out + 24, pl);
     for (int i = 0; i < ndim; ++i) store_le<uint64_t>(out + kFixedHeader + 8 * i, dims[i]);
+    return hl;
+}
+
+int encode_tensor(Isa isa, const void* xv, DType dtype, Codec c, bool per_channel, int ndim,
+                  const uint64_t* dims, int axis, uint8_t* out, size_t out_len, float* scratch) {
+    if (ndim < 0 || ndim > kMaxNdim) return kBadArgument;
+    if (per_channel && (!is_quantized(c) || axis < 0 || axis >= ndim)) return kBadArgument;
+    // x is float16 only for raw/fp16 of a float16 tensor; otherwise float32 (the caller
+    // widened a float16 tensor, whose dtype the header still records).
+    const size_t need = encoded_len(c, dtype, per_channel, ndim, dims, axis);
+    if (out_len != need) return kOutOfBounds;
+    uint64_t numel = 1;
+    for (int i = 0; i < ndim; ++i) numel *= dims[i];
+    const uint32_t np = !is_quantized(c) ? 0 : per_channel ? static_cast<uint32_t>(dims[axis]) : 1;
+    const size_t hl = codec_header_len(ndim, np);
+    const uint64_t pl = codec_payload_len(c, dtype, numel);
+    write_header(dtype, c, per_channel, ndim, dims, axis, out);
     uint8_t* payload = out + hl;
     const CodecOps& ops = codec_ops(isa);
     if (c == Codec::Raw || (c == Codec::F16 && dtype == DType::F16)) {

@@ -103,6 +103,11 @@ int parse_header(const uint8_t* buf, size_t len, const CodecLimits& limits, Tens
 size_t encoded_len(Codec c, DType dtype, bool per_channel, int ndim, const uint64_t* dims,
                    int axis);
 size_t encode_scratch_floats(bool per_channel, int ndim, const uint64_t* dims, int axis);
+// The header encode_tensor writes (scales and zero points left zero: the quantizers fill
+// them), its payload lengths those of the whole buffer; returns its length
+// (codec_header_len). For raw, the payload is the tensor's own bytes.
+size_t write_header(DType dtype, Codec c, bool per_channel, int ndim, const uint64_t* dims, int axis,
+                    uint8_t* out);
 int encode_tensor(Isa isa, const void* x, DType dtype, Codec c, bool per_channel, int ndim,
                   const uint64_t* dims, int axis, uint8_t* out, size_t out_len, float* scratch);
 // Decodes the payload (raw_len bytes, lossless stage already undone) described by h into
