@@ -243,3 +243,14 @@ def test_image_codecs_go_through_the_codec_module():
     assert not codec.known("jpeg101") and not codec.known("png")
     with pytest.raises(CodecError, match="image"):
         codec.encode(np.zeros((1, 8, 8, 5), np.float32), "jpeg90")
+
+
+def test_header_only_is_the_raw_encodes_header_and_only_for_raw():
+    for x in (_x((2, 3, 5)), _x((7,)).astype(np.float16), np.float32(2.5), np.zeros((0, 3), np.float32)):
+        x = np.asarray(x)
+        dt = codec.DTYPES[x.dtype]
+        full = kernels.encode(x, 0, False, -1, dt)
+        head = kernels.encode(x, 0, False, -1, dt, header_only=True)
+        assert full[:len(head)] == head and len(full) - len(head) == x.nbytes, x.shape
+    with pytest.raises(ValueError, match="raw"):
+        kernels.encode(_x((4,)), codec.BASES["int8"], False, -1, 1, header_only=True)
