@@ -217,6 +217,14 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
     return out;
 }
 
+// An uninitialized bytes object of n bytes for a kernel to fill (no copy back into Python).
+py::bytes new_bytes(size_t n, uint8_t** dst) {
+    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(n));
+    if (!obj) throw py::error_already_set();
+    *dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    return py::reinterpret_steal<py::bytes>(obj);
+}
+
 // Byte planes of a payload of size-byte elements (the shuffle stage's first step).
 py::bytes shuffle_py(const py::buffer& buf, int size, bool inverse, const std::string& isa_name_) {
     const Isa isa = pick_isa(isa_name_);
@@ -224,10 +232,8 @@ py::bytes shuffle_py(const py::buffer& buf, int size, bool inverse, const std::s
     const View v = byte_view(info, "buf");
     if ((size != 2 && size != 4) || v.len % size)
         throw std::invalid_argument("shuffle: element size must be 2 or 4 and divide the buffer length");
-    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(v.len));
-    if (!obj) throw py::error_already_set();
-    py::bytes out = py::reinterpret_steal<py::bytes>(obj);
-    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    uint8_t* dst;
+    py::bytes out = new_bytes(v.len, &dst);
     {
         py::gil_scoped_release nogil;
         const ShuffleOps& sh = shuffle_ops(isa);
@@ -241,10 +247,8 @@ py::bytes bitplanes_py(const py::buffer& buf, bool inverse, const std::string& i
     const Isa isa = pick_isa(isa_name_);
     const py::buffer_info info = buf.request();
     const View v = byte_view(info, "buf");
-    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(v.len));
-    if (!obj) throw py::error_already_set();
-    py::bytes out = py::reinterpret_steal<py::bytes>(obj);
-    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    uint8_t* dst;
+    py::bytes out = new_bytes(v.len, &dst);
     {
         py::gil_scoped_release nogil;
         const ShuffleOps& sh = shuffle_ops(isa);
@@ -264,10 +268,8 @@ py::tuple lz4_planes_py(const py::buffer& buf, int size, bool bitplanes, size_t 
     if ((size != 2 && size != 4) || v.len % size)
         throw std::invalid_argument("lz4_planes: element size must be 2 or 4 and divide the buffer length");
     if (sample == 0 || sample > 65535) throw std::invalid_argument("lz4_planes: sample must be 1..65535 bytes");
-    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(v.len));
-    if (!obj) throw py::error_already_set();
-    py::bytes out = py::reinterpret_steal<py::bytes>(obj);
-    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    uint8_t* dst;
+    py::bytes out = new_bytes(v.len, &dst);
     unsigned mask = 0;
     {
         py::gil_scoped_release nogil;
