@@ -185,9 +185,9 @@ def run(args) -> int:
 
     if not 0.0 <= args.floor <= 1.0:
         raise ConfigError(f"--floor must be in [0, 1]; got {args.floor}")
-    pkg = open_package(build.ensure())
     if not 0.0 <= args.delay_ms <= 10_000:
         raise ConfigError(f"--delay-ms must be in [0, 10000]; got {args.delay_ms}")
+    pkg = open_package(build.ensure())  # (after every argument check: this may train for minutes)
     res = measure(pkg, args.device, args.floor, args.trace, args.delay_ms)
     if args.plot:
         res["plots"] = plot(res, args.plot)
