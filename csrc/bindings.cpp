@@ -14,6 +14,7 @@
 #include "cpu.h"
 #include "preprocess.h"
 #include "shuffle.h"
+#include "wire.h"
 
 namespace py = pybind11;
 using namespace edgeinf;
@@ -412,6 +413,8 @@ PYBIND11_MODULE(_kernels, m) {
     m.def("preprocess", &preprocess_py, py::arg("img"), py::arg("out"), py::arg("roi"),
           py::arg("nchw"), py::arg("swap_rb"), py::arg("scale"), py::arg("bias"), py::arg("pad"),
           py::arg("isa") = "", "Fused resize + normalize + layout into out.");
+    m.attr("WIRE_VERSION") = static_cast<int>(kWireVersion);
+    if (add_wire_functions(m.ptr()) < 0) throw py::error_already_set();
     m.def("confidence", &confidence_py, py::arg("logits"), py::arg("isa") = "",
           "(max_prob, margin, entropy) per row of float32 logits.");
 }

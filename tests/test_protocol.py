@@ -370,17 +370,17 @@ def test_orjson_metadata_parse_refuses_what_the_standard_library_refuses(raw):
     """orjson is only ever stricter (lone surrogates, 1e400, ints past 64 bits): every
     message the standard-library path refuses it refuses, and one it accepts it reads alike."""
     frames = [P.HEADER.pack(P.MAGIC, P.PROTOCOL_VERSION, Kind.HEARTBEAT, 0, 0, 0, len(raw)) + raw]
-    fast = _outcome(P.decode, frames)
+    fast = _outcome(P._decode_py, frames)  # the Python path (the native one: tests/test_wire.py)
     saved = P._orjson
     try:
         P._orjson = None
-        slow = _outcome(P.decode, frames)
+        slow = _outcome(P._decode_py, frames)
     finally:
         P._orjson = saved
     if slow != "ok":
         assert fast != "ok", raw
     elif fast == "ok":
-        assert P.decode(frames).meta == _decode_with_stdlib(frames).meta
+        assert P._decode_py(frames).meta == _decode_with_stdlib(frames).meta
     else:  # refused only by orjson: one of the documented stricter cases, said as invalid metadata
         assert fast[0] is P.BadMetadata, (raw, fast)
         assert any(k in raw for k in (b"\\ud", b"\\uD", b"e4", b"E4", b"18446744073709551616")) or \
@@ -390,7 +390,7 @@ def test_orjson_metadata_parse_refuses_what_the_standard_library_refuses(raw):
 def _decode_with_stdlib(frames):
     saved, P._orjson = P._orjson, None
     try:
-        return P.decode(frames)
+        return P._decode_py(frames)
     finally:
         P._orjson = saved
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 import sys
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Seq
 
 import numpy as np
 
+from .._native import kernels as _kernels
 from ..errors import ProtocolError
 
 try:
@@ -191,6 +193,10 @@ class Message:
         """Tensors by name: raw ones as read-only views; others through ``decode(buf, out=)``."""
         if not self.tensors:  # most replies (ERROR, BUSY, HEARTBEAT, an empty RESULT): nothing to build
             return {}
+        if _wire_views is not None:  # every tensor raw: the views in one native call
+            out = _wire_views(self.tensors, self.buffers, self.codecs or self.codec)
+            if out is not None:
+                return out
         return unpack(self.tensors, self.buffers, self.codecs or self.codec, decode, limits)
 
 
@@ -215,6 +221,17 @@ def pack_raw(arrays: Mapping[str, np.ndarray]) -> Tuple[List[dict], List[np.ndar
 def encode(kind: Kind, meta: Mapping[str, Any], frames: Sequence = (), flags: int = 0,
            limits: Limits = DEFAULT_LIMITS) -> list:
     """Frames to send (``send_multipart(..., copy=False)``): header+metadata, then ``frames``."""
+    if _wire_encode is not None:
+        head = _wire_encode(kind, meta, flags, len(frames), limits.max_meta)
+        if head is not None:
+            return [head, *frames]
+    return _encode_py(kind, meta, frames, flags, limits)
+
+
+def _encode_py(kind: Kind, meta: Mapping[str, Any], frames: Sequence = (), flags: int = 0,
+               limits: Limits = DEFAULT_LIMITS) -> list:
+    """``encode`` in Python: the reference, and the path for whatever the native writer leaves
+    (non-ASCII or escaped text, null, numpy scalars, ints past 64 bits) and every refusal."""
     raw = _dump_bytes(meta)
     if len(raw) > limits.max_meta:
         raise TooLarge(f"metadata is {len(raw)} bytes; the limit is {limits.max_meta}")
@@ -259,6 +276,17 @@ def _dump_bytes(meta: Mapping[str, Any]) -> bytes:
 # -- decoding ------------------------------------------------------------------------------
 def decode(frames: Sequence, limits: Limits = DEFAULT_LIMITS) -> Message:
     """Check and parse a received message (without routing envelope); raise a ProtocolError."""
+    if _wire_decode is not None:
+        msg = _wire_decode(frames, limits.max_meta, limits.max_tensors, limits.max_tensor_bytes)
+        if msg is not None:
+            return msg
+    return _decode_py(frames, limits)
+
+
+def _decode_py(frames: Sequence, limits: Limits = DEFAULT_LIMITS) -> Message:
+    """``decode`` in Python: the reference, the path for what the native decoder leaves (JSON
+    escapes, non-ASCII text, ints past 18 digits, repeated keys) and the one that says what is
+    wrong with every message either refuses."""
     if not 1 <= len(frames) <= 1 + limits.max_tensors:
         raise FrameCount(f"a message has 1..{1 + limits.max_tensors} frames; got {len(frames)}")
     head = memoryview(frames[0])
@@ -475,28 +503,38 @@ def _spread(v) -> bool:
     return type(v) is list and len(v) <= 1024 and all(_uint(x) for x in v)
 
 
-# Every known field: (the check, the same check as one inline expression over ``v``). The
-# callables are the schema (``_SCHEMA``, the error path); the expressions are compiled into
-# one function per key order seen (``_fast_check``). tests/test_protocol.py checks that each
-# pair agrees on hostile values.
+# Every known field: (the check, the same check as one inline expression over ``v``, the
+# same check for csrc/wire.cpp). The callables are the schema (``_SCHEMA``, the error path);
+# the expressions are compiled into one function per key order seen (``_fast_check``); the
+# native specs (code, *parameters; codes in wire.cpp's ``Spec``) are read by the native
+# decoder, where ``(_N_CALL, fn)`` calls the Python check itself. tests/test_protocol.py checks
+# that all three agree on hostile values.
+_N_UINT, _N_NUM, _N_STR, _N_NUMBERS, _N_STR_LIST, _N_LIST, _N_CALL = range(1, 8)
+
+
 def _uint_c(hi=2**63 - 1):
-    return (lambda v: _uint(v, hi)) if hi != 2**63 - 1 else _uint, f"type(v) is int and 0 <= v <= {hi}"
+    return ((lambda v: _uint(v, hi)) if hi != 2**63 - 1 else _uint, f"type(v) is int and 0 <= v <= {hi}",
+            (_N_UINT, hi))
 
 
 def _num_c(lo, hi):
-    return (lambda v: _num(v, lo, hi)), f"(type(v) is int or type(v) is float) and {lo!r} <= v <= {hi!r}"
+    return ((lambda v: _num(v, lo, hi)), f"(type(v) is int or type(v) is float) and {lo!r} <= v <= {hi!r}",
+            (_N_NUM, float(lo), float(hi)))
 
 
 def _str_c(n, nullable=False):
     fn = (lambda v: v is None or _short_str(v, n)) if nullable else (lambda v: _short_str(v, n))
-    return fn, ("v is None or " if nullable else "") + f"isinstance(v, str) and len(v) <= {n}"
+    return fn, ("v is None or " if nullable else "") + f"isinstance(v, str) and len(v) <= {n}", (_N_STR, n, nullable)
+
+
+_NATIVE_SPECS = {"_numbers": (_N_NUMBERS, 32), "_str_list": (_N_STR_LIST, 64), "_tensor_list": (_N_LIST, 0xFFFF)}
 
 
 def _call_c(fn):
-    return fn, f"{fn.__name__}(v)"
+    return fn, f"{fn.__name__}(v)", _NATIVE_SPECS.get(fn.__name__, (_N_CALL, fn))
 
 
-_CHECKS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+_CHECKS: Dict[str, Tuple[Callable[[Any], bool], str, tuple]] = {
     "id": _uint_c(),
     "budget_ms": _num_c(0.0, 3.6e6),
     "deadline": _num_c(0.0, 1e11),  # absolute, Unix time in seconds
@@ -504,7 +542,7 @@ _CHECKS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "cut": _str_c(128, nullable=True),
     "codec": _str_c(64),
     "client": _str_c(64),
-    "tensors": (_tensor_list, "type(v) is list and len(v) <= 65535"),
+    "tensors": (_tensor_list, "type(v) is list and len(v) <= 65535", (_N_LIST, 0xFFFF)),
     "load": _call_c(_numbers),
     "service_ms": _num_c(0.0, 3.6e6),
     "code": _uint_c(255),
@@ -529,7 +567,7 @@ _CHECKS: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "seed": _uint_c(),
     "models": _call_c(_str_list),
 }
-_SCHEMA: Dict[str, Callable[[Any], bool]] = {k: fn for k, (fn, _) in _CHECKS.items()}
+_SCHEMA: Dict[str, Callable[[Any], bool]] = {k: fn for k, (fn, _, _) in _CHECKS.items()}
 _REQUIRED = {
     Kind.INFER: ("id", "budget_ms", "pkg", "tensors"),
     Kind.RESULT: ("id", "tensors"),
@@ -624,3 +662,22 @@ def error_meta(code: ErrorCode, msg: str, req_id: Optional[int] = None) -> dict:
     if type(req_id) is int:
         meta["id"] = req_id
     return meta
+
+
+# -- the native common case (csrc/wire.cpp) ----------------------------------------------------
+def _native_wire():
+    """(wire_decode, wire_encode), given this module's classes and schema; (None, None) where
+    EDGEINF_PY_WIRE=1 asks for the Python path alone (debugging, and the tests' reference)."""
+    if getattr(_kernels, "WIRE_VERSION", None) != PROTOCOL_VERSION:
+        raise ImportError(f"edgeinf._kernels speaks wire version {getattr(_kernels, 'WIRE_VERSION', None)}, this "
+                          f"protocol.py {PROTOCOL_VERSION}: a stale build; reinstall (pip install .)")
+    _kernels.wire_setup(Message, TensorMeta, dict(_KINDS), {n: dt.itemsize for n, dt in _DTYPES.items()},
+                        {k: native for k, (_, _, native) in _CHECKS.items()},
+                        {int(k): tuple(v) for k, v in _REQUIRED.items()}, frozenset(int(k) for k in _TENSOR_KINDS),
+                        dict(_DTYPES), np.ndarray)
+    if os.environ.get("EDGEINF_PY_WIRE") == "1":
+        return None, None, None
+    return _kernels.wire_decode, _kernels.wire_encode, _kernels.wire_views
+
+
+_wire_decode, _wire_encode, _wire_views = _native_wire()

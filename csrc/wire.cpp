@@ -1,0 +1,800 @@
+// The wire format's common case in one native call per message (edgeinf/transport/protocol.py
+// is the reference and the error path; docs/protocol.md the format).
+//
+// wire_decode and wire_encode either do exactly what the Python path would do, or return None
+// and leave the message to it: anything outside the subset handled here (JSON escapes,
+// non-ASCII text, integers past 18 digits, duplicate keys, deep nesting, a check the schema
+// table leaves to Python), and every refusal, so that each error keeps its one wording and
+// class. NOTE: the Python framing was 30-70 us of every round trip, against 12-28 us allowed
+// at 64 KB (docs/benchmarks.md "Framing, fourth round"); these are raw METH_FASTCALL
+// functions, not pybind11 ones, whose argument dispatch alone costs about 0.3 us a call.
+//
+// The schema is not defined here: wire_setup receives protocol._CHECKS' native specs, the
+// required keys per kind and the classes to build, once at import.
+#include <Python.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "wire.h"
+
+namespace {
+
+using edgeinf::kWireVersion;
+constexpr int kHeader = 16;
+constexpr int kMaxDepth = 64;
+constexpr int kMaxNdim = 8;
+
+// What wire_setup was given (strong references held for the process's lifetime).
+struct Setup {
+    PyObject* message = nullptr;      // protocol.Message
+    PyObject* tensor_meta = nullptr;  // protocol.TensorMeta (a tuple subclass)
+    PyObject* kinds = nullptr;        // {int: Kind}
+    PyObject* itemsizes = nullptr;    // {dtype name: itemsize}
+    PyObject* schema = nullptr;       // {key: native spec tuple}
+    PyObject* required = nullptr;     // {int kind: tuple of keys}
+    PyObject* tensor_kinds = nullptr; // frozenset of int kinds that may carry tensors
+    PyObject* dtypes = nullptr;       // {dtype name: numpy dtype}
+    PyObject* ndarray = nullptr;      // numpy.ndarray
+    PyObject* s_tensors = nullptr;    // interned field names
+    PyObject* s_codec = nullptr;
+    PyObject* s_name = nullptr;
+    PyObject* s_dtype = nullptr;
+    PyObject* s_shape = nullptr;
+    PyObject* s_raw = nullptr;
+    PyObject* attr[6] = {};           // Message fields, in __init__ order
+    bool ready = false;
+} g;
+
+// Native spec codes (protocol._native_spec writes them).
+enum Spec : long { kUint = 1, kNum = 2, kStr = 3, kNumbers = 4, kStrList = 5, kList = 6, kCall = 7 };
+
+// -- JSON parsing: the subset, into Python objects; nullptr + no error set = "not handled" ---
+struct Parser {
+    const char* p;
+    const char* end;
+    bool failed = false;  // a Python error is set (memory): propagate, don't fall back
+
+    void ws() {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
+    }
+
+    PyObject* value(int depth) {
+        ws();
+        if (p >= end || depth > kMaxDepth) return nullptr;
+        switch (*p) {
+            case '{': return object(depth);
+            case '[': return array(depth);
+            case '"': return string();
+            case 't': return literal("true", Py_True);
+            case 'f': return literal("false", Py_False);
+            case 'n': return literal("null", Py_None);
+            default: return number();
+        }
+    }
+
+    PyObject* literal(const char* word, PyObject* obj) {
+        size_t n = std::strlen(word);
+        if (static_cast<size_t>(end - p) < n || std::memcmp(p, word, n) != 0) return nullptr;
+        p += n;
+        Py_INCREF(obj);
+        return obj;
+    }
+
+    PyObject* string() {
+        const char* s = ++p;  // past the quote
+        while (p < end) {
+            unsigned char c = static_cast<unsigned char>(*p);
+            if (c == '"') break;
+            // escapes and non-ASCII go the Python way (one decoder decides what is valid UTF-8
+            // and what a \ud800 means); control characters are invalid JSON: refused there
+            if (c == '\\' || c >= 0x80 || c < 0x20) return nullptr;
+            ++p;
+        }
+        if (p >= end) return nullptr;
+        PyObject* out = PyUnicode_FromStringAndSize(s, p - s);  // ASCII: never fails to decode
+        ++p;
+        if (!out) failed = true;
+        return out;
+    }
+
+    PyObject* number() {
+        const char* s = p;
+        bool is_float = false;
+        if (p < end && *p == '-') ++p;
+        if (p >= end) return nullptr;
+        if (*p == '0') {
+            ++p;
+        } else if (*p >= '1' && *p <= '9') {
+            while (p < end && *p >= '0' && *p <= '9') ++p;
+        } else {
+            return nullptr;
+        }
+        if (p < end && *p == '.') {
+            is_float = true;
+            ++p;
+            const char* d = p;
+            while (p < end && *p >= '0' && *p <= '9') ++p;
+            if (p == d) return nullptr;
+        }
+        if (p < end && (*p == 'e' || *p == 'E')) {
+            is_float = true;
+            ++p;
+            if (p < end && (*p == '+' || *p == '-')) ++p;
+            const char* d = p;
+            while (p < end && *p >= '0' && *p <= '9') ++p;
+            if (p == d) return nullptr;
+        }
+        size_t n = static_cast<size_t>(p - s);
+        char buf[64];
+        if (n >= sizeof buf) return nullptr;
+        std::memcpy(buf, s, n);
+        buf[n] = '\0';
+        if (!is_float) {
+            if (n > 18) return nullptr;  // may pass int64: the Python path decides
+            PyObject* out = PyLong_FromLongLong(std::strtoll(buf, nullptr, 10));
+            if (!out) failed = true;
+            return out;
+        }
+        // the parser float() and the json module use: correctly rounded, as orjson's
+        double v = PyOS_string_to_double(buf, nullptr, nullptr);
+        if (v == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return nullptr;
+        }
+        if (!std::isfinite(v)) return nullptr;  // 1e400: orjson refuses it
+        PyObject* out = PyFloat_FromDouble(v);
+        if (!out) failed = true;
+        return out;
+    }
+
+    PyObject* array(int depth) {
+        ++p;
+        PyObject* list = PyList_New(0);
+        if (!list) { failed = true; return nullptr; }
+        ws();
+        if (p < end && *p == ']') { ++p; return list; }
+        for (;;) {
+            PyObject* v = value(depth + 1);
+            if (!v) { Py_DECREF(list); return nullptr; }
+            int rc = PyList_Append(list, v);
+            Py_DECREF(v);
+            if (rc < 0) { failed = true; Py_DECREF(list); return nullptr; }
+            ws();
+            if (p < end && *p == ',') { ++p; continue; }
+            if (p < end && *p == ']') { ++p; return list; }
+            Py_DECREF(list);
+            return nullptr;
+        }
+    }
+
+    PyObject* object(int depth) {
+        ++p;
+        PyObject* dict = PyDict_New();
+        if (!dict) { failed = true; return nullptr; }
+        ws();
+        if (p < end && *p == '}') { ++p; return dict; }
+        for (;;) {
+            ws();
+            if (p >= end || *p != '"') { Py_DECREF(dict); return nullptr; }
+            PyObject* k = string();
+            if (!k) { Py_DECREF(dict); return nullptr; }
+            ws();
+            if (p >= end || *p != ':') { Py_DECREF(k); Py_DECREF(dict); return nullptr; }
+            ++p;
+            PyObject* v = value(depth + 1);
+            if (!v) { Py_DECREF(k); Py_DECREF(dict); return nullptr; }
+            Py_ssize_t before = PyDict_GET_SIZE(dict);
+            int rc = PyDict_SetItem(dict, k, v);
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (rc < 0) { failed = true; Py_DECREF(dict); return nullptr; }
+            // a repeated key: the JSON libraries keep the last value; leave the call to them
+            if (PyDict_GET_SIZE(dict) == before) { Py_DECREF(dict); return nullptr; }
+            ws();
+            if (p < end && *p == ',') { ++p; continue; }
+            if (p < end && *p == '}') { ++p; return dict; }
+            Py_DECREF(dict);
+            return nullptr;
+        }
+    }
+};
+
+// -- schema checks (the same as protocol._CHECKS' functions; tests hold them to it) ----------
+bool exact_int_in(PyObject* v, long long lo, long long hi) {
+    if (!PyLong_CheckExact(v)) return false;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return false;  // past 64 bits: outside every range we check
+    }
+    return lo <= x && x <= hi;
+}
+
+bool num_in(PyObject* v, double lo, double hi) {
+    if (PyFloat_CheckExact(v)) {
+        double x = PyFloat_AS_DOUBLE(v);
+        return lo <= x && x <= hi;
+    }
+    if (!PyLong_CheckExact(v)) return false;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (!overflow && x > -(1LL << 53) && x < (1LL << 53)) {  // exact as a double
+        double d = static_cast<double>(x);
+        return lo <= d && d <= hi;
+    }
+    PyErr_Clear();
+    // NOTE: past 2**53 compare exactly, as Python does (an int must not round into range)
+    PyObject* flo = PyFloat_FromDouble(lo);
+    PyObject* fhi = PyFloat_FromDouble(hi);
+    int a = flo ? PyObject_RichCompareBool(flo, v, Py_LE) : -1;
+    int b = fhi ? PyObject_RichCompareBool(v, fhi, Py_LE) : -1;
+    Py_XDECREF(flo);
+    Py_XDECREF(fhi);
+    if (a < 0 || b < 0) { PyErr_Clear(); return false; }
+    return a && b;
+}
+
+bool short_str(PyObject* v, Py_ssize_t n) {
+    // isinstance(v, str): a JSON string is always exactly str; the encoder's input may not be
+    return PyUnicode_Check(v) && PyUnicode_GET_LENGTH(v) <= n;
+}
+
+long item_long(PyObject* spec, Py_ssize_t i) { return PyLong_AsLong(PyTuple_GET_ITEM(spec, i)); }
+
+// 1: valid, 0: invalid, -1: a Python error is set
+int check_value(PyObject* spec, PyObject* v) {
+    switch (item_long(spec, 0)) {
+        case kUint:
+            return exact_int_in(v, 0, PyLong_AsLongLong(PyTuple_GET_ITEM(spec, 1)));
+        case kNum:
+            return num_in(v, PyFloat_AsDouble(PyTuple_GET_ITEM(spec, 1)), PyFloat_AsDouble(PyTuple_GET_ITEM(spec, 2)));
+        case kStr:
+            if (v == Py_None && PyObject_IsTrue(PyTuple_GET_ITEM(spec, 2))) return 1;
+            return short_str(v, item_long(spec, 1));
+        case kNumbers: {  // {str<=32: int|float in [-1e12, 1e12]}, at most n entries
+            if (!PyDict_CheckExact(v) || PyDict_GET_SIZE(v) > item_long(spec, 1)) return 0;
+            Py_ssize_t pos = 0;
+            PyObject *k, *x;
+            while (PyDict_Next(v, &pos, &k, &x)) {
+                if (!short_str(k, 32)) return 0;
+                if (PyFloat_CheckExact(x)) {
+                    double d = PyFloat_AS_DOUBLE(x);
+                    if (!(-1e12 <= d && d <= 1e12)) return 0;
+                } else if (!exact_int_in(x, -1000000000000LL, 1000000000000LL)) {
+                    return 0;
+                }
+            }
+            return 1;
+        }
+        case kStrList: {  // [str<=256], at most n
+            if (!PyList_CheckExact(v) || PyList_GET_SIZE(v) > item_long(spec, 1)) return 0;
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); ++i)
+                if (!short_str(PyList_GET_ITEM(v, i), 256)) return 0;
+            return 1;
+        }
+        case kList:
+            return PyList_CheckExact(v) && PyList_GET_SIZE(v) <= item_long(spec, 1);
+        case kCall: {
+            PyObject* r = PyObject_CallOneArg(PyTuple_GET_ITEM(spec, 1), v);
+            if (!r) return -1;
+            int ok = PyObject_IsTrue(r);
+            Py_DECREF(r);
+            return ok;
+        }
+        default:
+            return 0;
+    }
+}
+
+// 1 valid, 0 not (the Python path says why), -1 error
+int check_meta(long kind, PyObject* meta) {
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(meta, &pos, &k, &v)) {
+        PyObject* spec = PyDict_GetItemWithError(g.schema, k);
+        if (!spec) {
+            if (PyErr_Occurred()) return -1;
+            continue;  // unknown keys are ignored (forward compatibility)
+        }
+        int ok = check_value(spec, v);
+        if (ok <= 0) return ok;
+    }
+    PyObject* kint = PyLong_FromLong(kind);
+    if (!kint) return -1;
+    PyObject* req = PyDict_GetItemWithError(g.required, kint);
+    Py_DECREF(kint);
+    if (!req) return PyErr_Occurred() ? -1 : 1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(req); ++i) {
+        int has = PyDict_Contains(meta, PyTuple_GET_ITEM(req, i));
+        if (has <= 0) return has;
+    }
+    return 1;
+}
+
+struct Buffer {
+    Py_buffer view{};
+    bool held = false;
+    ~Buffer() {
+        if (held) PyBuffer_Release(&view);
+    }
+    bool get(PyObject* o) {
+        held = PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) == 0;
+        if (!held) PyErr_Clear();
+        return held;
+    }
+};
+
+inline uint16_t rd16(const unsigned char* b) { return static_cast<uint16_t>(b[0] | (b[1] << 8)); }
+inline uint32_t rd32(const unsigned char* b) {
+    return static_cast<uint32_t>(b[0]) | (static_cast<uint32_t>(b[1]) << 8) | (static_cast<uint32_t>(b[2]) << 16) |
+           (static_cast<uint32_t>(b[3]) << 24);
+}
+
+// A new Message without running its (Python) __init__: the dataclass' fields set directly.
+PyObject* new_message(PyObject* kind, PyObject* meta, PyObject* specs, PyObject* buffers, long flags,
+                      PyObject* codecs) {
+    PyTypeObject* tp = reinterpret_cast<PyTypeObject*>(g.message);
+    PyObject* obj = tp->tp_alloc(tp, 0);
+    if (!obj) return nullptr;
+    PyObject* fl = PyLong_FromLong(flags);
+    PyObject* vals[6] = {kind, meta, specs, buffers, fl, codecs};
+    for (int i = 0; i < 6; ++i) {
+        if (!vals[i] || PyObject_GenericSetAttr(obj, g.attr[i], vals[i]) < 0) {
+            Py_XDECREF(fl);
+            Py_DECREF(obj);
+            return nullptr;
+        }
+    }
+    Py_DECREF(fl);
+    return obj;
+}
+
+// Decode result: a new reference, or nullptr with an error set, or Py_None (not handled).
+PyObject* decode(PyObject* frames, long long max_meta, long long max_tensors, long long cap) {
+    if (!PyList_CheckExact(frames) && !PyTuple_CheckExact(frames)) Py_RETURN_NONE;
+    PyObject** items = PySequence_Fast_ITEMS(frames);
+    Py_ssize_t nframes = PySequence_Fast_GET_SIZE(frames);
+    if (nframes < 1 || nframes > 1 + max_tensors) Py_RETURN_NONE;
+    Buffer head;
+    if (!head.get(items[0]) || head.view.len < kHeader) Py_RETURN_NONE;
+    const unsigned char* h = static_cast<const unsigned char*>(head.view.buf);
+    long kind = h[5], flags = rd16(h + 6), ntensors = rd16(h + 8), reserved = rd16(h + 10);
+    long long meta_len = rd32(h + 12);
+    if (std::memcmp(h, "EINF", 4) != 0 || h[4] != kWireVersion || reserved || meta_len > max_meta ||
+        ntensors > max_tensors || head.view.len != kHeader + meta_len || nframes != 1 + ntensors)
+        Py_RETURN_NONE;
+    PyObject* kint = PyLong_FromLong(kind);
+    if (!kint) return nullptr;
+    PyObject* kind_obj = PyDict_GetItemWithError(g.kinds, kint);
+    int may_carry = kind_obj ? PySet_Contains(g.tensor_kinds, kint) : 0;
+    Py_DECREF(kint);
+    if (!kind_obj) return PyErr_Occurred() ? nullptr : (Py_INCREF(Py_None), Py_None);
+    if (may_carry < 0) return nullptr;
+    if (ntensors && !may_carry) Py_RETURN_NONE;
+
+    PyObject* meta;
+    if (meta_len) {
+        Parser ps{reinterpret_cast<const char*>(h) + kHeader, reinterpret_cast<const char*>(h) + kHeader + meta_len};
+        meta = ps.value(0);
+        if (!meta) {
+            if (ps.failed) return nullptr;
+            Py_RETURN_NONE;
+        }
+        ps.ws();
+        if (ps.p != ps.end || !PyDict_CheckExact(meta)) {
+            Py_DECREF(meta);
+            Py_RETURN_NONE;
+        }
+    } else {
+        meta = PyDict_New();
+        if (!meta) return nullptr;
+    }
+    // From here on every exit releases what it made (one cleanup block).
+    PyObject *specs = nullptr, *buffers = nullptr, *codecs = nullptr, *result = nullptr;
+    PyObject* entries;
+    PyObject* default_codec;
+    bool own_codec = false;
+    int ok = check_meta(kind, meta);
+    if (ok <= 0) goto done;
+    ok = 0;
+    entries = PyDict_GetItemWithError(meta, g.s_tensors);  // borrowed
+    if (!entries && PyErr_Occurred()) goto done;
+    if ((entries ? PyList_GET_SIZE(entries) : 0) != ntensors) goto done;  // a list: schema-checked
+    specs = PyList_New(ntensors);
+    buffers = PyList_New(ntensors);
+    if (!specs || !buffers) goto done;
+    default_codec = PyDict_GetItemWithError(meta, g.s_codec);
+    if (!default_codec) {
+        if (PyErr_Occurred()) goto done;
+        default_codec = g.s_raw;
+    }
+    for (Py_ssize_t i = 0; i < ntensors; ++i) {
+        PyObject* t = PyList_GET_ITEM(entries, i);
+        if (!PyDict_CheckExact(t)) goto done;
+        PyObject* name = PyDict_GetItemWithError(t, g.s_name);
+        PyObject* dtype = name ? PyDict_GetItemWithError(t, g.s_dtype) : nullptr;
+        PyObject* shape = dtype ? PyDict_GetItemWithError(t, g.s_shape) : nullptr;
+        if (!shape) {
+            if (PyErr_Occurred()) { ok = -1; goto done; }
+            goto done;
+        }
+        if (!PyUnicode_CheckExact(name) || PyUnicode_GET_LENGTH(name) > 256 || !PyUnicode_CheckExact(dtype) ||
+            !PyList_CheckExact(shape) || PyList_GET_SIZE(shape) > kMaxNdim)
+            goto done;
+        PyObject* isz = PyDict_GetItemWithError(g.itemsizes, dtype);
+        if (!isz) {
+            if (PyErr_Occurred()) ok = -1;
+            goto done;
+        }
+        long long n = PyLong_AsLongLong(isz);
+        Py_ssize_t nd = PyList_GET_SIZE(shape);
+        PyObject* dims = PyTuple_New(nd);
+        if (!dims) { ok = -1; goto done; }
+        bool good = true;
+        for (Py_ssize_t j = 0; j < nd && good; ++j) {
+            PyObject* d = PyList_GET_ITEM(shape, j);
+            int overflow = 0;
+            long long x = PyLong_CheckExact(d) ? PyLong_AsLongLongAndOverflow(d, &overflow) : -1;
+            if (overflow || x < 0 || __builtin_mul_overflow(n, x, &n)) {
+                PyErr_Clear();
+                good = false;
+                break;
+            }
+            Py_INCREF(d);
+            PyTuple_SET_ITEM(dims, j, d);
+        }
+        if (!good || n > cap) { Py_DECREF(dims); goto done; }
+        // a TensorMeta(name, dtype, dims) as tuple.__new__ builds a subclass instance (no Python call)
+        PyTypeObject* tm = reinterpret_cast<PyTypeObject*>(g.tensor_meta);
+        PyObject* spec = tm->tp_alloc(tm, 3);
+        if (!spec) { Py_DECREF(dims); ok = -1; goto done; }
+        Py_INCREF(name);
+        Py_INCREF(dtype);
+        PyTuple_SET_ITEM(spec, 0, name);
+        PyTuple_SET_ITEM(spec, 1, dtype);
+        PyTuple_SET_ITEM(spec, 2, dims);
+        PyList_SET_ITEM(specs, i, spec);
+
+        PyObject* codec = PyDict_GetItemWithError(t, g.s_codec);
+        if (codec) {
+            own_codec = true;
+            if (!short_str(codec, 64)) goto done;
+        } else if (PyErr_Occurred()) {
+            ok = -1;
+            goto done;
+        } else {
+            codec = default_codec;
+        }
+        // the tensor's frame: a read-only view (memoryview(f).toreadonly() without the second object)
+        PyObject* mv = PyMemoryView_FromObject(items[1 + i]);
+        if (!mv) { PyErr_Clear(); goto done; }
+        Py_buffer* b = PyMemoryView_GET_BUFFER(mv);
+        b->readonly = 1;
+        PyList_SET_ITEM(buffers, i, mv);
+        int is_raw = PyUnicode_Compare(codec, g.s_raw) == 0;
+        if ((is_raw && b->len != n) || b->len > cap) goto done;
+    }
+    if (ntensors) {
+        codecs = PyList_New(ntensors);
+        if (!codecs) { ok = -1; goto done; }
+        for (Py_ssize_t i = 0; i < ntensors; ++i) {
+            PyObject* c = own_codec ? PyDict_GetItemWithError(PyList_GET_ITEM(entries, i), g.s_codec) : nullptr;
+            if (!c) c = default_codec;
+            Py_INCREF(c);
+            PyList_SET_ITEM(codecs, i, c);
+        }
+    } else {
+        codecs = PyList_New(0);
+        if (!codecs) { ok = -1; goto done; }
+    }
+    result = new_message(kind_obj, meta, specs, buffers, flags, codecs);
+    ok = result ? 1 : -1;
+done:
+    Py_DECREF(meta);
+    Py_XDECREF(specs);
+    Py_XDECREF(buffers);
+    Py_XDECREF(codecs);
+    if (ok < 0 || (ok == 0 && PyErr_Occurred())) {
+        Py_XDECREF(result);
+        return nullptr;
+    }
+    if (ok == 0) Py_RETURN_NONE;
+    return result;
+}
+
+// -- JSON writing: the subset, compact; false = not handled (the Python encoder decides) ---
+struct Writer {
+    std::string out;
+    bool failed = false;
+
+    bool str(PyObject* s) {
+        if (!PyUnicode_IS_ASCII(s)) return false;
+        const char* c = reinterpret_cast<const char*>(PyUnicode_DATA(s));
+        Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+        out.push_back('"');
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            unsigned char ch = static_cast<unsigned char>(c[i]);
+            if (ch == '"' || ch == '\\' || ch < 0x20) return false;  // escaping: the Python way
+            out.push_back(static_cast<char>(ch));
+        }
+        out.push_back('"');
+        return true;
+    }
+
+    bool value(PyObject* v, int depth) {
+        if (depth > kMaxDepth) return false;
+        if (PyUnicode_CheckExact(v)) return str(v);
+        if (v == Py_True) { out += "true"; return true; }
+        if (v == Py_False) { out += "false"; return true; }
+        if (PyLong_CheckExact(v)) {
+            int overflow = 0;
+            long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow || (x == -1 && PyErr_Occurred())) { PyErr_Clear(); return false; }
+            out += std::to_string(x);
+            return true;
+        }
+        if (PyFloat_CheckExact(v)) {
+            double x = PyFloat_AS_DOUBLE(v);
+            if (!std::isfinite(x)) return false;  // NaN/inf: refused by the Python encoder
+            char* r = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, nullptr);  // repr()
+            if (!r) { failed = true; return false; }
+            out += r;
+            PyMem_Free(r);
+            return true;
+        }
+        if (PyDict_CheckExact(v)) {
+            out.push_back('{');
+            Py_ssize_t pos = 0;
+            PyObject *k, *x;
+            bool first = true;
+            while (PyDict_Next(v, &pos, &k, &x)) {
+                if (!PyUnicode_CheckExact(k)) return false;
+                if (!first) out.push_back(',');
+                first = false;
+                if (!str(k)) return false;
+                out.push_back(':');
+                if (!value(x, depth + 1)) return false;
+            }
+            out.push_back('}');
+            return true;
+        }
+        if (PyList_CheckExact(v) || PyTuple_CheckExact(v)) {
+            out.push_back('[');
+            Py_ssize_t n = PySequence_Fast_GET_SIZE(v);
+            PyObject** it = PySequence_Fast_ITEMS(v);
+            for (Py_ssize_t i = 0; i < n; ++i) {
+                if (i) out.push_back(',');
+                if (!value(it[i], depth + 1)) return false;
+            }
+            out.push_back(']');
+            return true;
+        }
+        return false;  // None (may stand for a NaN elsewhere), numpy scalars, anything else
+    }
+};
+
+PyObject* encode(long kind, PyObject* meta, long flags, long ntensors, long long max_meta) {
+    if (kind < 0 || kind > 255 || flags < 0 || flags > 0xFFFF || ntensors < 0 || ntensors > 0xFFFF ||
+        !PyDict_CheckExact(meta))
+        Py_RETURN_NONE;
+    Writer w;
+    w.out.reserve(256);
+    w.out.assign(kHeader, '\0');
+    if (!w.value(meta, 0)) {
+        if (w.failed) return nullptr;
+        Py_RETURN_NONE;
+    }
+    long long meta_len = static_cast<long long>(w.out.size()) - kHeader;
+    if (meta_len > max_meta) Py_RETURN_NONE;  // TooLarge: the Python path raises it
+    unsigned char* h = reinterpret_cast<unsigned char*>(&w.out[0]);
+    std::memcpy(h, "EINF", 4);
+    h[4] = kWireVersion;
+    h[5] = static_cast<unsigned char>(kind);
+    h[6] = flags & 0xFF;
+    h[7] = (flags >> 8) & 0xFF;
+    h[8] = ntensors & 0xFF;
+    h[9] = (ntensors >> 8) & 0xFF;
+    h[10] = h[11] = 0;
+    for (int i = 0; i < 4; ++i) h[12 + i] = (meta_len >> (8 * i)) & 0xFF;
+    return PyBytes_FromStringAndSize(w.out.data(), static_cast<Py_ssize_t>(w.out.size()));
+}
+
+bool need_setup() {
+    if (g.ready) return false;
+    PyErr_SetString(PyExc_RuntimeError, "wire_setup() has not run (edgeinf.transport.protocol calls it at import)");
+    return true;
+}
+
+
+// wire_setup(Message, TensorMeta, kinds, itemsizes, schema, required, tensor_kinds, dtypes, ndarray)
+PyObject* py_setup(PyObject*, PyObject* const* args, Py_ssize_t n) {
+    if (n != 9 || !PyType_Check(args[0]) || !PyType_Check(args[1]) || !PyDict_Check(args[2]) ||
+        !PyDict_Check(args[3]) || !PyDict_Check(args[4]) || !PyDict_Check(args[5]) || !PyFrozenSet_Check(args[6]) ||
+        !PyDict_Check(args[7]) || !PyType_Check(args[8])) {
+        PyErr_SetString(PyExc_TypeError, "wire_setup(Message, TensorMeta, kinds, itemsizes, schema, required, "
+                                         "tensor_kinds, dtypes, ndarray)");
+        return nullptr;
+    }
+    if (!PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(args[1]), &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "TensorMeta must be a tuple subclass");
+        return nullptr;
+    }
+    // every spec is checked here, once, so that check_value can trust the tuples' shapes
+    Py_ssize_t pos = 0;
+    PyObject *k, *spec;
+    while (PyDict_Next(args[4], &pos, &k, &spec)) {
+        static const Py_ssize_t arity[] = {0, 2, 3, 3, 2, 2, 2, 2};
+        long code = PyTuple_Check(spec) && PyTuple_GET_SIZE(spec) ? PyLong_AsLong(PyTuple_GET_ITEM(spec, 0)) : -1;
+        if (PyErr_Occurred()) return nullptr;
+        bool ok = code >= kUint && code <= kCall && PyTuple_GET_SIZE(spec) == arity[code];
+        if (ok && code == kNum)
+            ok = PyFloat_Check(PyTuple_GET_ITEM(spec, 1)) && PyFloat_Check(PyTuple_GET_ITEM(spec, 2));
+        else if (ok && code == kCall)
+            ok = PyCallable_Check(PyTuple_GET_ITEM(spec, 1));
+        else if (ok)
+            ok = PyLong_Check(PyTuple_GET_ITEM(spec, 1));
+        if (!ok) {
+            PyErr_Format(PyExc_ValueError, "wire_setup: bad native spec for %R: %R", k, spec);
+            return nullptr;
+        }
+    }
+    PyObject** slots[] = {&g.message, &g.tensor_meta, &g.kinds,        &g.itemsizes, &g.schema,
+                          &g.required, &g.tensor_kinds, &g.dtypes, &g.ndarray};
+    for (int i = 0; i < 9; ++i) {
+        Py_INCREF(args[i]);
+        Py_XSETREF(*slots[i], args[i]);
+    }
+    if (!g.s_tensors) {
+        struct { PyObject** slot; const char* text; } names[] = {
+            {&g.s_tensors, "tensors"}, {&g.s_codec, "codec"}, {&g.s_name, "name"}, {&g.s_dtype, "dtype"},
+            {&g.s_shape, "shape"}, {&g.s_raw, "raw"}, {&g.attr[0], "kind"}, {&g.attr[1], "meta"},
+            {&g.attr[2], "tensors"}, {&g.attr[3], "buffers"}, {&g.attr[4], "flags"}, {&g.attr[5], "codecs"}};
+        for (auto& nm : names)
+            if (!(*nm.slot = PyUnicode_InternFromString(nm.text))) return nullptr;
+    }
+    g.ready = true;
+    Py_RETURN_NONE;
+}
+
+bool as_ll(PyObject* o, long long* out) {
+    *out = PyLong_AsLongLong(o);
+    return !(*out == -1 && PyErr_Occurred());
+}
+
+// wire_decode(frames, max_meta, max_tensors, max_tensor_bytes) -> Message | None
+PyObject* py_decode(PyObject*, PyObject* const* args, Py_ssize_t n) {
+    if (need_setup()) return nullptr;
+    long long mm, mt, cap;
+    if (n != 4 || !as_ll(args[1], &mm) || !as_ll(args[2], &mt) || !as_ll(args[3], &cap)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "wire_decode(frames, max_meta, max_tensors, max_tensor_bytes)");
+        return nullptr;
+    }
+    return decode(args[0], mm, mt, cap);
+}
+
+// wire_encode(kind, meta, flags, ntensors, max_meta) -> bytes (header + metadata) | None
+PyObject* py_encode(PyObject*, PyObject* const* args, Py_ssize_t n) {
+    long long kind, flags, nt, mm;
+    if (n != 5 || !PyLong_Check(args[0]) || !PyLong_Check(args[2]) || !as_ll(args[3], &nt) || !as_ll(args[4], &mm)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "wire_encode(kind, meta, flags, ntensors, max_meta)");
+        return nullptr;
+    }
+    int o1 = 0, o2 = 0;
+    kind = PyLong_AsLongLongAndOverflow(args[0], &o1);
+    flags = PyLong_AsLongLongAndOverflow(args[2], &o2);
+    if (PyErr_Occurred()) return nullptr;
+    if (o1 || o2 || kind < 0 || kind > 255 || flags < 0 || flags > 0xFFFF) Py_RETURN_NONE;
+    return encode(static_cast<long>(kind), args[1], static_cast<long>(flags), nt < 0 || nt > 0xFFFF ? -1 : static_cast<long>(nt), mm);
+}
+
+// wire_views(specs, buffers, codecs) -> {name: read-only ndarray} | None: Message.arrays for
+// messages whose every tensor is raw (``codecs``: one name or one per tensor); None for any
+// other, and for anything the Python ``unpack`` would refuse or say more about
+PyObject* py_views(PyObject*, PyObject* const* args, Py_ssize_t n) {
+    if (need_setup()) return nullptr;
+    if (n != 3) {
+        PyErr_SetString(PyExc_TypeError, "wire_views(specs, buffers, codecs)");
+        return nullptr;
+    }
+    PyObject *specs = args[0], *buffers = args[1], *codecs = args[2];
+    if (!PyList_CheckExact(specs) || !PyList_CheckExact(buffers) || PyList_GET_SIZE(specs) != PyList_GET_SIZE(buffers))
+        Py_RETURN_NONE;
+    Py_ssize_t nt = PyList_GET_SIZE(specs);
+    bool one = PyUnicode_Check(codecs);
+    if (one ? PyUnicode_Compare(codecs, g.s_raw) != 0 : !PyList_CheckExact(codecs) || PyList_GET_SIZE(codecs) != nt) {
+        if (PyErr_Occurred()) return nullptr;
+        Py_RETURN_NONE;
+    }
+    PyObject* out = PyDict_New();
+    if (!out) return nullptr;
+    for (Py_ssize_t i = 0; i < nt; ++i) {
+        PyObject* spec = PyList_GET_ITEM(specs, i);
+        PyObject* buf = PyList_GET_ITEM(buffers, i);
+        if (!one) {
+            PyObject* c = PyList_GET_ITEM(codecs, i);
+            if (!PyUnicode_Check(c) || PyUnicode_Compare(c, g.s_raw) != 0) {
+                Py_DECREF(out);
+                if (PyErr_Occurred()) return nullptr;
+                Py_RETURN_NONE;
+            }
+        }
+        if (Py_TYPE(spec) != reinterpret_cast<PyTypeObject*>(g.tensor_meta) || PyTuple_GET_SIZE(spec) != 3 ||
+            !PyMemoryView_Check(buf) || !PyMemoryView_GET_BUFFER(buf)->readonly) {
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        PyObject *name = PyTuple_GET_ITEM(spec, 0), *dtype = PyTuple_GET_ITEM(spec, 1), *shape = PyTuple_GET_ITEM(spec, 2);
+        PyObject* dt = PyDict_GetItemWithError(g.dtypes, dtype);
+        PyObject* isz = dt ? PyDict_GetItemWithError(g.itemsizes, dtype) : nullptr;
+        if (!isz || !PyTuple_CheckExact(shape)) {
+            Py_DECREF(out);
+            if (PyErr_Occurred()) return nullptr;
+            Py_RETURN_NONE;
+        }
+        long long nbytes = PyLong_AsLongLong(isz);
+        bool good = true;
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(shape) && good; ++j) {
+            int overflow = 0;
+            PyObject* d = PyTuple_GET_ITEM(shape, j);
+            long long x = PyLong_CheckExact(d) ? PyLong_AsLongLongAndOverflow(d, &overflow) : -1;
+            good = !overflow && x >= 0 && !__builtin_mul_overflow(nbytes, x, &nbytes);
+        }
+        PyErr_Clear();
+        if (!good || PyMemoryView_GET_BUFFER(buf)->len != nbytes) {  // unpack says what is wrong
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        PyObject* call[3] = {shape, dt, buf};
+        PyObject* a = PyObject_Vectorcall(g.ndarray, call, 3, nullptr);  // a view of the frame
+        if (!a || PyDict_SetItem(out, name, a) < 0) {
+            Py_XDECREF(a);
+            Py_DECREF(out);
+            return nullptr;
+        }
+        Py_DECREF(a);
+    }
+    return out;
+}
+
+// wire_check(key, value) -> bool: the native schema check of one field (for the tests)
+PyObject* py_check(PyObject*, PyObject* const* args, Py_ssize_t n) {
+    if (need_setup()) return nullptr;
+    if (n != 2) {
+        PyErr_SetString(PyExc_TypeError, "wire_check(key, value)");
+        return nullptr;
+    }
+    PyObject* spec = PyDict_GetItemWithError(g.schema, args[0]);
+    if (!spec) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "%R", args[0]);
+        return nullptr;
+    }
+    int ok = check_value(spec, args[1]);
+    if (ok < 0) return nullptr;
+    return PyBool_FromLong(ok);
+}
+
+PyMethodDef kMethods[] = {
+    {"wire_setup", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_setup)), METH_FASTCALL,
+     "Give the native framing the protocol's classes and schema (protocol.py, at import)."},
+    {"wire_decode", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_decode)), METH_FASTCALL,
+     "protocol.decode's common case: a Message, or None for the Python path to decide."},
+    {"wire_encode", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_encode)), METH_FASTCALL,
+     "protocol.encode's frame 0 (header + metadata) for the common case, or None."},
+    {"wire_views", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_views)), METH_FASTCALL,
+     "Message.arrays for all-raw messages: read-only views of the frames, or None."},
+    {"wire_check", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_check)), METH_FASTCALL,
+     "The native schema check of one metadata field (tests compare it with protocol._SCHEMA)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
+namespace edgeinf {
+
+int add_wire_functions(PyObject* module) { return PyModule_AddFunctions(module, kMethods); }
+
+}  // namespace edgeinf
