@@ -38,6 +38,10 @@ struct Setup {
     PyObject* tensor_kinds = nullptr; // frozenset of int kinds that may carry tensors
     PyObject* dtypes = nullptr;       // {dtype name: numpy dtype}
     PyObject* ndarray = nullptr;      // numpy.ndarray
+    PyObject* canon[16] = {};         // the canonical dtype objects of protocol.DTYPES...
+    PyObject* canon_names[16] = {};   // ...and their names
+    int ncanon = 0;
+    bool pack_ok = false;             // numpy's array layout checked (wire_pack_raw may read it)
     PyObject* s_tensors = nullptr;    // interned field names
     PyObject* s_codec = nullptr;
     PyObject* s_name = nullptr;
@@ -603,6 +607,20 @@ PyObject* encode(long kind, PyObject* meta, long flags, long ntensors, long long
     return PyBytes_FromStringAndSize(w.out.data(), static_cast<Py_ssize_t>(w.out.size()));
 }
 
+// numpy's PyArrayObject_fields, the leading part (unchanged from numpy 1.7 through 2.x; pybind11
+// reads the same fields). wire_setup verifies it on a known array before wire_pack_raw uses it.
+struct ArrayHead {
+    PyObject_HEAD
+    char* data;
+    int nd;
+    Py_ssize_t* dimensions;
+    Py_ssize_t* strides;
+    PyObject* base;
+    PyObject* descr;
+    int flags;
+};
+constexpr int kCContiguous = 0x0001;  // NPY_ARRAY_C_CONTIGUOUS
+
 bool need_setup() {
     if (g.ready) return false;
     PyErr_SetString(PyExc_RuntimeError, "wire_setup() has not run (edgeinf.transport.protocol calls it at import)");
@@ -656,6 +674,34 @@ PyObject* py_setup(PyObject*, PyObject* const* args, Py_ssize_t n) {
         for (auto& nm : names)
             if (!(*nm.slot = PyUnicode_InternFromString(nm.text))) return nullptr;
     }
+    // the canonical dtype objects, for wire_pack_raw's identity test (a dict lookup would hash
+    // the dtype in numpy's code on every tensor)
+    for (int k = 0; k < g.ncanon; ++k) {
+        Py_CLEAR(g.canon[k]);
+        Py_CLEAR(g.canon_names[k]);
+    }
+    g.ncanon = 0;
+    pos = 0;
+    PyObject *dname, *dobj;
+    while (PyDict_Next(g.dtypes, &pos, &dname, &dobj) && g.ncanon < 16) {
+        Py_INCREF(dname);
+        Py_INCREF(dobj);
+        g.canon_names[g.ncanon] = dname;
+        g.canon[g.ncanon++] = dobj;
+    }
+    // numpy's layout, checked on a known array: zeros((2, 3), float32) made by numpy itself
+    g.pack_ok = false;
+    PyObject* f32 = PyDict_GetItemString(g.dtypes, "float32");
+    PyObject* np = f32 ? PyImport_ImportModule("numpy") : nullptr;
+    PyObject* probe = np ? PyObject_CallMethod(np, "zeros", "((ii)O)", 2, 3, f32) : nullptr;
+    Py_XDECREF(np);
+    if (!probe) return nullptr;
+    if (Py_TYPE(probe) == reinterpret_cast<PyTypeObject*>(g.ndarray)) {
+        ArrayHead* h = reinterpret_cast<ArrayHead*>(probe);
+        g.pack_ok = h->nd == 2 && h->dimensions[0] == 2 && h->dimensions[1] == 3 && h->strides[0] == 12 &&
+                    h->strides[1] == 4 && h->descr == f32 && (h->flags & kCContiguous) && h->base == nullptr;
+    }
+    Py_DECREF(probe);
     g.ready = true;
     Py_RETURN_NONE;
 }
@@ -760,6 +806,62 @@ PyObject* py_views(PyObject*, PyObject* const* args, Py_ssize_t n) {
     return out;
 }
 
+// wire_pack_raw(arrays) -> (specs, frames) | None: protocol.pack_raw for a dict of C-contiguous
+// ndarrays of the canonical wire dtypes (the Python path converts anything else)
+PyObject* py_pack(PyObject*, PyObject* const* args, Py_ssize_t n) {
+    if (need_setup()) return nullptr;
+    if (n != 1) {
+        PyErr_SetString(PyExc_TypeError, "wire_pack_raw(arrays)");
+        return nullptr;
+    }
+    PyObject* arrays = args[0];
+    if (!g.pack_ok || !PyDict_CheckExact(arrays)) Py_RETURN_NONE;
+    Py_ssize_t nt = PyDict_GET_SIZE(arrays);
+    PyObject* specs = PyList_New(nt);
+    PyObject* frames = specs ? PyList_New(nt) : nullptr;
+    if (!frames) {
+        Py_XDECREF(specs);
+        return nullptr;
+    }
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *name, *a;
+    int ok = 1;
+    while (ok == 1 && PyDict_Next(arrays, &pos, &name, &a)) {
+        if (Py_TYPE(a) != reinterpret_cast<PyTypeObject*>(g.ndarray) || !PyUnicode_CheckExact(name)) { ok = 0; break; }
+        ArrayHead* h = reinterpret_cast<ArrayHead*>(a);
+        PyObject* dname = nullptr;
+        for (int k = 0; k < g.ncanon; ++k)
+            if (h->descr == g.canon[k]) dname = g.canon_names[k];
+        if (!dname || !(h->flags & kCContiguous) || h->nd < 0 || h->nd > 64) { ok = 0; break; }
+        PyObject* shape = PyList_New(h->nd);
+        PyObject* spec = shape ? PyDict_New() : nullptr;
+        if (!spec) { Py_XDECREF(shape); ok = -1; break; }
+        for (int d = 0; d < h->nd && ok == 1; ++d) {
+            PyObject* dim = PyLong_FromSsize_t(h->dimensions[d]);
+            if (!dim) ok = -1;
+            else PyList_SET_ITEM(shape, d, dim);
+        }
+        if (ok == 1 && (PyDict_SetItem(spec, g.s_name, name) < 0 || PyDict_SetItem(spec, g.s_dtype, dname) < 0 ||
+                        PyDict_SetItem(spec, g.s_shape, shape) < 0))
+            ok = -1;
+        Py_DECREF(shape);
+        PyList_SET_ITEM(specs, i, spec);
+        Py_INCREF(a);
+        PyList_SET_ITEM(frames, i, a);
+        ++i;
+    }
+    if (ok != 1) {  // slots past i are still NULL, which a list's deallocation skips
+        Py_DECREF(specs);
+        Py_DECREF(frames);
+        if (ok < 0) return nullptr;
+        Py_RETURN_NONE;
+    }
+    PyObject* out = PyTuple_Pack(2, specs, frames);
+    Py_DECREF(specs);
+    Py_DECREF(frames);
+    return out;
+}
+
 // wire_check(key, value) -> bool: the native schema check of one field (for the tests)
 PyObject* py_check(PyObject*, PyObject* const* args, Py_ssize_t n) {
     if (need_setup()) return nullptr;
@@ -786,6 +888,8 @@ PyMethodDef kMethods[] = {
      "protocol.encode's frame 0 (header + metadata) for the common case, or None."},
     {"wire_views", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_views)), METH_FASTCALL,
      "Message.arrays for all-raw messages: read-only views of the frames, or None."},
+    {"wire_pack_raw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_pack)), METH_FASTCALL,
+     "protocol.pack_raw for a dict of C-contiguous canonical-dtype arrays: (specs, frames), or None."},
     {"wire_check", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_check)), METH_FASTCALL,
      "The native schema check of one metadata field (tests compare it with protocol._SCHEMA)."},
     {nullptr, nullptr, 0, nullptr},

@@ -97,6 +97,7 @@ def test_common_messages_are_decoded_natively_and_alike(name):
 
 def test_public_decode_and_encode_take_the_native_path():
     assert P._wire_decode is K.wire_decode and P._wire_encode is K.wire_encode and P._wire_views is K.wire_views
+    assert P._wire_pack is K.wire_pack_raw
     frames = [bytes(f) for f in COMMON["INFER"]]
     head = P.encode(Kind.INFER, json.loads(frames[0][16:]), frames[1:])[0]
     assert type(head) is bytes and head == K.wire_encode(Kind.INFER, json.loads(frames[0][16:]), 0, 2, L.max_meta)
@@ -104,7 +105,7 @@ def test_public_decode_and_encode_take_the_native_path():
 
 def test_edgeinf_py_wire_turns_the_native_path_off():
     code = ("from edgeinf.transport import protocol as P; import sys; "
-            "sys.exit(0 if (P._wire_decode, P._wire_encode, P._wire_views) == (None, None, None) else 3)")
+            "sys.exit(0 if (P._wire_decode, P._wire_encode, P._wire_views, P._wire_pack) == (None,) * 4 else 3)")
     env = {**os.environ, "EDGEINF_PY_WIRE": "1"}
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=120).returncode == 0
 
@@ -330,6 +331,8 @@ def test_native_framing_does_not_leak():
     cases.append([P.HEADER.pack(P.MAGIC, 1, Kind.RESULT, 0, 1, 0, len(bad_json)) + bad_json, b""])
     metas = [{"id": 1, "budget_ms": 5.0, "pkg": "p", "tensors": [{"name": "x", "dtype": "float32", "shape": [2]}]},
              {"x": None}, {"x": [1, {"y": "é"}]}]
+    packs = [{"x": np.zeros(3, np.float32), "y": np.zeros((2, 2), np.int8)}, {"x": np.zeros(3, ">f4")},
+             {"x": np.zeros(3), "y": np.zeros((4, 4))[:, ::2]}]
 
     def once():
         for frames in cases:
@@ -338,6 +341,8 @@ def test_native_framing_does_not_leak():
                 K.wire_views(msg.tensors, msg.buffers, msg.codecs)  # declines the int8 one
         for m in metas:
             K.wire_encode(Kind.INFER, m, 0, 1, L.max_meta)
+        for arrays in packs:
+            K.wire_pack_raw(arrays)
 
     for _ in range(200):
         once()
@@ -345,3 +350,61 @@ def test_native_framing_does_not_leak():
     for _ in range(3000):
         once()
     assert sys.getallocatedblocks() - before < 200
+
+
+# -- pack_raw -------------------------------------------------------------------------------
+def _pack_py(arrays):
+    saved = P._wire_pack
+    P._wire_pack = None
+    try:
+        return P.pack_raw(arrays)
+    finally:
+        P._wire_pack = saved
+
+
+_arrays = st.dictionaries(
+    st.text(max_size=3),
+    st.tuples(st.sampled_from(P.DTYPES + ("<f4", ">f4", ">i2", "complex64")), st.lists(st.integers(0, 3), max_size=4),
+              st.sampled_from(["c", "f", "strided", "0d", "scalar", "list"])),
+    max_size=4)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_arrays)
+def test_pack_raw_native_agrees_with_python(spec):
+    arrays = {}
+    for name, (dt, shape, how) in spec.items():
+        a = np.zeros(shape, dtype=dt)
+        if how == "f":
+            a = np.asfortranarray(a)
+        elif how == "strided" and a.ndim:
+            a = np.zeros([*shape[:-1], shape[-1] * 2], dtype=dt)[..., ::2]
+        elif how == "0d":
+            a = np.zeros((), dtype=dt)
+        elif how == "scalar":
+            a = np.zeros((), dtype=dt)[()]
+        elif how == "list":
+            a = a.tolist()
+        arrays[name] = a
+    native = K.wire_pack_raw(arrays)
+    try:
+        ref = _pack_py(arrays)
+    except P.BadTensor:
+        assert native is None
+        return
+    if native is None:
+        return
+    assert native[0] == ref[0]
+    assert all(n is r for n, r in zip(native[1], ref[1]))  # the arrays themselves, no copies
+
+
+def test_pack_raw_takes_the_native_path_for_plain_arrays():
+    arrays = {"x": np.zeros((2, 3), np.float32), "i": np.arange(4), "s": np.zeros((), np.uint8)}
+    native = K.wire_pack_raw(arrays)
+    assert native is not None and native == _pack_py(arrays)
+    assert native[0][2] == {"name": "s", "dtype": "uint8", "shape": []}
+    # outside it: Python (a view's non-contiguity, big-endian, a non-dict mapping, a non-str name)
+    assert K.wire_pack_raw({"x": np.zeros((2, 4), np.float32)[:, ::2]}) is None
+    assert K.wire_pack_raw({"x": np.zeros(2, ">f4")}) is None
+    assert K.wire_pack_raw({1: np.zeros(2)}) is None
+    assert K.wire_pack_raw([("x", np.zeros(2))]) is None

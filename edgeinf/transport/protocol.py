@@ -203,6 +203,10 @@ class Message:
 # -- encoding ------------------------------------------------------------------------------
 def pack_raw(arrays: Mapping[str, np.ndarray]) -> Tuple[List[dict], List[np.ndarray]]:
     """Tensor specs and frames for the raw codec; frames are the arrays themselves (no copy)."""
+    if _wire_pack is not None:  # a dict of C-contiguous arrays of wire dtypes: one native call
+        packed = _wire_pack(arrays)
+        if packed is not None:
+            return packed
     specs, frames = [], []
     for name, a in arrays.items():
         a = np.asarray(a)
@@ -676,8 +680,8 @@ def _native_wire():
                         {int(k): tuple(v) for k, v in _REQUIRED.items()}, frozenset(int(k) for k in _TENSOR_KINDS),
                         dict(_DTYPES), np.ndarray)
     if os.environ.get("EDGEINF_PY_WIRE") == "1":
-        return None, None, None
-    return _kernels.wire_decode, _kernels.wire_encode, _kernels.wire_views
+        return None, None, None, None
+    return _kernels.wire_decode, _kernels.wire_encode, _kernels.wire_views, _kernels.wire_pack_raw
 
 
-_wire_decode, _wire_encode, _wire_views = _native_wire()
+_wire_decode, _wire_encode, _wire_views, _wire_pack = _native_wire()
