@@ -210,6 +210,7 @@ def _host(load_before: float) -> dict:
     from ..profiling.host import cpu_model
 
     return {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "pyzmq": zmq.__version__,
+            "framing": "python (EDGEINF_PY_WIRE=1)" if protocol._wire_decode is None else "native",
             "libzmq": zmq.zmq_version(), "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
@@ -221,7 +222,7 @@ def run(args) -> int:
         print_json(report)
         return 0
     h = report["host"]
-    print(f"{h['cpu']} ({h['logical_cores']} logical cores), pyzmq {h['pyzmq']} / libzmq {h['libzmq']}, "
+    print(f"{h['cpu']} ({h['logical_cores']} logical cores), {h['framing']} framing, pyzmq {h['pyzmq']} / libzmq {h['libzmq']}, "
           f"load average {h['load_avg_1m'][0]} -> {h['load_avg_1m'][1]}")
     r = report["rtt_small"]
     print(f"small-message RTT: bare {r['bare_us']} us, ours {r['ours_us']} us (+{r['added_us']} us: "
