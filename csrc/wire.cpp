@@ -42,6 +42,11 @@ struct Setup {
     PyObject* canon_names[16] = {};   // ...and their names
     int ncanon = 0;
     bool pack_ok = false;             // numpy's array layout checked (wire_pack_raw may read it)
+    PyObject* decode_py = nullptr;    // protocol._decode_py, _encode_py, _pack_raw_py: the fallbacks
+    PyObject* encode_py = nullptr;
+    PyObject* pack_py = nullptr;
+    PyObject* default_limits = nullptr;  // protocol.DEFAULT_LIMITS and its three numbers
+    long long dl[3] = {0, 0, 0};
     PyObject* s_tensors = nullptr;    // interned field names
     PyObject* s_codec = nullptr;
     PyObject* s_name = nullptr;
@@ -879,7 +884,198 @@ PyObject* py_check(PyObject*, PyObject* const* args, Py_ssize_t n) {
     return PyBool_FromLong(ok);
 }
 
+// -- the public entry points: protocol.decode / encode / pack_raw themselves ----------------
+// NOTE: a Python wrapper around each native call cost 1-1.5 us per call in a round trip (code
+// run right after a blocking receive is 3-5x slower than in a hot loop); these take the
+// protocol's own arguments, run the native case, and call the Python reference otherwise.
+
+// positional args then keywords (kwnames) into `out` by parameter index; false: TypeError set
+bool bind(const char* fname, const char* const* names, int nparams, int required, PyObject* const* args,
+          Py_ssize_t nargsf, PyObject* kwnames, PyObject** out) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    for (int i = 0; i < nparams; ++i) out[i] = nullptr;
+    if (nargs > nparams) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d positional arguments (%zd given)", fname, nparams, nargs);
+        return false;
+    }
+    for (Py_ssize_t i = 0; i < nargs; ++i) out[i] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t k = 0; k < nkw; ++k) {
+        PyObject* key = PyTuple_GET_ITEM(kwnames, k);
+        int found = -1;
+        for (int i = 0; i < nparams && found < 0; ++i)
+            if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0) found = i;
+        if (found < 0) {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R", fname, key);
+            return false;
+        }
+        if (out[found]) {
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fname, names[found]);
+            return false;
+        }
+        out[found] = args[nargs + k];
+    }
+    for (int i = 0; i < required; ++i)
+        if (!out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
+            return false;
+        }
+    return true;
+}
+
+// the three numbers of a Limits: the defaults' cached, others read (any error: the Python path)
+bool limits_of(PyObject* limits, long long* v) {
+    if (!limits || limits == g.default_limits) {  // absent: the default (None is not: Python refuses it too)
+        std::memcpy(v, g.dl, sizeof g.dl);
+        return true;
+    }
+    const char* names[3] = {"max_meta", "max_tensors", "max_tensor_bytes"};
+    for (int i = 0; i < 3; ++i) {
+        PyObject* x = PyObject_GetAttrString(limits, names[i]);
+        v[i] = x && PyLong_CheckExact(x) ? PyLong_AsLongLong(x) : -1;
+        Py_XDECREF(x);
+        if (v[i] < 0) {
+            PyErr_Clear();
+            return false;
+        }
+    }
+    return true;
+}
+
+bool need_fallbacks() {
+    if (g.decode_py) return false;
+    PyErr_SetString(PyExc_RuntimeError, "wire_fallbacks() has not run (edgeinf.transport.protocol calls it at import)");
+    return true;
+}
+
+// frame_decode(frames, limits=DEFAULT_LIMITS) -> Message: protocol.decode
+PyObject* py_frame_decode(PyObject*, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
+    if (need_setup() || need_fallbacks()) return nullptr;
+    static const char* const names[] = {"frames", "limits"};
+    PyObject* a[2];
+    if (!bind("decode", names, 2, 1, args, nargsf, kwnames, a)) return nullptr;
+    long long lim[3];
+    if (limits_of(a[1], lim)) {
+        PyObject* msg = decode(a[0], lim[0], lim[1], lim[2]);
+        if (msg != Py_None) return msg;  // a Message, or an error (memory) to raise
+        Py_DECREF(msg);
+    }
+    PyObject* call[2] = {a[0], a[1] ? a[1] : g.default_limits};
+    return PyObject_Vectorcall(g.decode_py, call, 2, nullptr);
+}
+
+// frame_encode(kind, meta, frames=(), flags=0, limits=DEFAULT_LIMITS) -> list: protocol.encode
+PyObject* py_frame_encode(PyObject*, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
+    if (need_setup() || need_fallbacks()) return nullptr;
+    static const char* const names[] = {"kind", "meta", "frames", "flags", "limits"};
+    PyObject* a[5];
+    if (!bind("encode", names, 5, 2, args, nargsf, kwnames, a)) return nullptr;
+    long long lim[3];
+    PyObject* frames = a[2];
+    if (frames && (PyList_CheckExact(frames) || PyTuple_CheckExact(frames)) && PyLong_Check(a[0]) &&
+        (!a[3] || PyLong_Check(a[3])) && limits_of(a[4], lim)) {
+        int o1 = 0, o2 = 0;
+        long long kind = PyLong_AsLongLongAndOverflow(a[0], &o1);
+        long long flags = a[3] ? PyLong_AsLongLongAndOverflow(a[3], &o2) : 0;
+        if (PyErr_Occurred()) return nullptr;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(frames);
+        if (!o1 && !o2 && kind >= 0 && kind <= 255 && flags >= 0 && flags <= 0xFFFF && n <= 0xFFFF) {
+            PyObject* head = encode(static_cast<long>(kind), a[1], static_cast<long>(flags), static_cast<long>(n), lim[0]);
+            if (!head) return nullptr;
+            if (head != Py_None) {
+                PyObject* out = PyList_New(1 + n);
+                if (!out) {
+                    Py_DECREF(head);
+                    return nullptr;
+                }
+                PyList_SET_ITEM(out, 0, head);
+                PyObject** it = PySequence_Fast_ITEMS(frames);
+                for (Py_ssize_t i = 0; i < n; ++i) {
+                    Py_INCREF(it[i]);
+                    PyList_SET_ITEM(out, 1 + i, it[i]);
+                }
+                return out;
+            }
+            Py_DECREF(head);
+        }
+    } else if (!frames && PyLong_Check(a[0]) && (!a[3] || PyLong_Check(a[3])) && limits_of(a[4], lim)) {
+        int o1 = 0, o2 = 0;  // no frames: a message without tensors, the common reply
+        long long kind = PyLong_AsLongLongAndOverflow(a[0], &o1);
+        long long flags = a[3] ? PyLong_AsLongLongAndOverflow(a[3], &o2) : 0;
+        if (PyErr_Occurred()) return nullptr;
+        if (!o1 && !o2 && kind >= 0 && kind <= 255 && flags >= 0 && flags <= 0xFFFF) {
+            PyObject* head = encode(static_cast<long>(kind), a[1], static_cast<long>(flags), 0, lim[0]);
+            if (!head) return nullptr;
+            if (head != Py_None) {
+                PyObject* out = PyList_New(1);
+                if (!out) {
+                    Py_DECREF(head);
+                    return nullptr;
+                }
+                PyList_SET_ITEM(out, 0, head);
+                return out;
+            }
+            Py_DECREF(head);
+        }
+    }
+    PyObject* empty = nullptr;
+    if (!frames && !(frames = empty = PyTuple_New(0))) return nullptr;
+    PyObject* zero = a[3] ? nullptr : PyLong_FromLong(0);
+    PyObject* call[5] = {a[0], a[1], frames, a[3] ? a[3] : zero, a[4] ? a[4] : g.default_limits};
+    PyObject* out = call[3] ? PyObject_Vectorcall(g.encode_py, call, 5, nullptr) : nullptr;
+    Py_XDECREF(empty);
+    Py_XDECREF(zero);
+    return out;
+}
+
+// frame_pack_raw(arrays) -> (specs, frames): protocol.pack_raw
+PyObject* py_frame_pack(PyObject* self, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
+    if (need_setup() || need_fallbacks()) return nullptr;
+    static const char* const names[] = {"arrays"};
+    PyObject* a[1];
+    if (!bind("pack_raw", names, 1, 1, args, nargsf, kwnames, a)) return nullptr;
+    PyObject* out = py_pack(self, a, 1);
+    if (out != Py_None) return out;
+    Py_DECREF(out);
+    return PyObject_Vectorcall(g.pack_py, a, 1, nullptr);
+}
+
+// wire_fallbacks(decode_py, encode_py, pack_raw_py, default_limits)
+PyObject* py_fallbacks(PyObject*, PyObject* const* args, Py_ssize_t n) {
+    if (n != 4 || !PyCallable_Check(args[0]) || !PyCallable_Check(args[1]) || !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "wire_fallbacks(decode_py, encode_py, pack_raw_py, default_limits)");
+        return nullptr;
+    }
+    long long v[3];
+    const char* names[3] = {"max_meta", "max_tensors", "max_tensor_bytes"};
+    for (int i = 0; i < 3; ++i) {
+        PyObject* x = PyObject_GetAttrString(args[3], names[i]);
+        if (!x) return nullptr;
+        v[i] = PyLong_AsLongLong(x);
+        Py_DECREF(x);
+        if (v[i] == -1 && PyErr_Occurred()) return nullptr;
+    }
+    PyObject** slots[] = {&g.decode_py, &g.encode_py, &g.pack_py, &g.default_limits};
+    for (int i = 0; i < 4; ++i) {
+        Py_INCREF(args[i]);
+        Py_XSETREF(*slots[i], args[i]);
+    }
+    std::memcpy(g.dl, v, sizeof v);
+    Py_RETURN_NONE;
+}
+
 PyMethodDef kMethods[] = {
+    {"frame_decode", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_frame_decode)),
+     METH_FASTCALL | METH_KEYWORDS,
+     "frame_decode(frames, limits=DEFAULT_LIMITS)\n--\n\nprotocol.decode: the native common case, else the Python reference."},
+    {"frame_encode", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_frame_encode)),
+     METH_FASTCALL | METH_KEYWORDS,
+     "frame_encode(kind, meta, frames=(), flags=0, limits=DEFAULT_LIMITS)\n--\n\nprotocol.encode: the native common case, else the Python reference."},
+    {"frame_pack_raw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_frame_pack)),
+     METH_FASTCALL | METH_KEYWORDS,
+     "frame_pack_raw(arrays)\n--\n\nprotocol.pack_raw: the native common case, else the Python reference."},
+    {"wire_fallbacks", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_fallbacks)), METH_FASTCALL,
+     "Give frame_decode/encode/pack_raw their Python fallbacks and the default limits (protocol.py, at import)."},
     {"wire_setup", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_setup)), METH_FASTCALL,
      "Give the native framing the protocol's classes and schema (protocol.py, at import)."},
     {"wire_decode", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)(void)>(py_decode)), METH_FASTCALL,

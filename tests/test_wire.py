@@ -98,6 +98,7 @@ def test_common_messages_are_decoded_natively_and_alike(name):
 def test_public_decode_and_encode_take_the_native_path():
     assert P._wire_decode is K.wire_decode and P._wire_encode is K.wire_encode and P._wire_views is K.wire_views
     assert P._wire_pack is K.wire_pack_raw
+    assert (P.decode, P.encode, P.pack_raw) == (K.frame_decode, K.frame_encode, K.frame_pack_raw)
     frames = [bytes(f) for f in COMMON["INFER"]]
     head = P.encode(Kind.INFER, json.loads(frames[0][16:]), frames[1:])[0]
     assert type(head) is bytes and head == K.wire_encode(Kind.INFER, json.loads(frames[0][16:]), 0, 2, L.max_meta)
@@ -354,12 +355,7 @@ def test_native_framing_does_not_leak():
 
 # -- pack_raw -------------------------------------------------------------------------------
 def _pack_py(arrays):
-    saved = P._wire_pack
-    P._wire_pack = None
-    try:
-        return P.pack_raw(arrays)
-    finally:
-        P._wire_pack = saved
+    return P._pack_raw_py(arrays)
 
 
 _arrays = st.dictionaries(
@@ -408,3 +404,63 @@ def test_pack_raw_takes_the_native_path_for_plain_arrays():
     assert K.wire_pack_raw({"x": np.zeros(2, ">f4")}) is None
     assert K.wire_pack_raw({1: np.zeros(2)}) is None
     assert K.wire_pack_raw([("x", np.zeros(2))]) is None
+
+
+# -- the public entry points (protocol.decode / encode / pack_raw are the native functions) --
+def test_decode_entry_binds_arguments_and_falls_back_like_python():
+    frames = [bytes(f) for f in COMMON["INFER"]]
+    small = P.Limits(max_tensor_bytes=8)
+    for call in (lambda: P.decode(frames), lambda: P.decode(frames, L), lambda: P.decode(frames, limits=L),
+                 lambda: P.decode(frames=frames), lambda: P.decode(tuple(frames), limits=P.Limits())):
+        _same(call(), P._decode_py(frames))
+    with pytest.raises(P.TooLarge) as native:  # a Limits of the caller's own is honoured
+        P.decode(frames, small)
+    with pytest.raises(P.TooLarge) as ref:
+        P._decode_py(frames, small)
+    assert str(native.value) == str(ref.value)
+    for bad in (lambda: [], lambda: [b"EINF"], lambda: [frames[0]], lambda: iter(frames)):  # each refusal: Python's
+        with pytest.raises((ProtocolError, TypeError)) as native:
+            P.decode(bad())
+        with pytest.raises((ProtocolError, TypeError)) as ref:
+            P._decode_py(bad())
+        assert type(native.value) is type(ref.value) and str(native.value) == str(ref.value)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        P.decode(frames, limit=L)
+    with pytest.raises(TypeError, match="at most 2 positional"):
+        P.decode(frames, L, 1)
+    with pytest.raises(TypeError, match="missing required argument 'frames'"):
+        P.decode()
+    with pytest.raises(TypeError, match="multiple values"):
+        P.decode(frames, frames=frames)
+
+
+def test_encode_entry_binds_arguments_and_falls_back_like_python():
+    meta = {"id": 1, "tensors": []}
+    assert P.encode(Kind.RESULT, meta) == P._encode_py(Kind.RESULT, meta)
+    assert P.encode(Kind.RESULT, meta, flags=P.FLAG_CACHED)[0][6] == P.FLAG_CACHED
+    assert P.encode(Kind.RESULT, meta, [], 1, L) == P._encode_py(Kind.RESULT, meta, [], 1, L)
+    a = np.zeros(3, np.float32)
+    out = P.encode(kind=Kind.INFER, meta={"id": 1}, frames=(a, b"x"))
+    assert out[1] is a and out[2] == b"x" and len(out) == 3
+    assert P.decode(P.encode(Kind.HEARTBEAT, {"cut": None})).meta == {"cut": None}  # null: the Python writer
+    with pytest.raises(P.TooLarge):
+        P.encode(Kind.HEARTBEAT, {"msg": "x" * 100}, limits=P.Limits(max_meta=32))
+    with pytest.raises(ValueError):
+        P.encode(Kind.HEARTBEAT, {"x": float("nan")})
+    with pytest.raises(TypeError):  # what len() of a generator raises in the Python path
+        P.encode(Kind.INFER, {"id": 1}, (f for f in [b""]))
+    with pytest.raises(TypeError, match="missing required argument 'meta'"):
+        P.encode(Kind.HEARTBEAT)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        P.encode(Kind.HEARTBEAT, {}, flag=1)
+
+
+def test_pack_raw_entry_falls_back_for_what_it_declines():
+    strided = np.zeros((2, 4), np.float32)[:, ::2]
+    specs, frames = P.pack_raw({"x": strided, "y": [1.0, 2.0]})
+    assert specs == [{"name": "x", "dtype": "float32", "shape": [2, 2]}, {"name": "y", "dtype": "float64", "shape": [2]}]
+    assert frames[0].flags.c_contiguous and np.array_equal(frames[0], strided)
+    with pytest.raises(P.BadTensor):
+        P.pack_raw({"x": np.zeros(2, np.complex64)})
+    from collections import OrderedDict
+    assert P.pack_raw(OrderedDict(x=np.zeros(2)))[0] == [{"name": "x", "dtype": "float64", "shape": [2]}]

@@ -207,6 +207,12 @@ def pack_raw(arrays: Mapping[str, np.ndarray]) -> Tuple[List[dict], List[np.ndar
         packed = _wire_pack(arrays)
         if packed is not None:
             return packed
+    return _pack_raw_py(arrays)
+
+
+def _pack_raw_py(arrays: Mapping[str, np.ndarray]) -> Tuple[List[dict], List[np.ndarray]]:
+    """``pack_raw`` in Python: the reference, and the path for anything but a dict of
+    C-contiguous arrays of the wire's dtypes (strided, big-endian, lists, numpy scalars)."""
     specs, frames = [], []
     for name, a in arrays.items():
         a = np.asarray(a)
@@ -685,3 +691,10 @@ def _native_wire():
 
 
 _wire_decode, _wire_encode, _wire_views, _wire_pack = _native_wire()
+if _wire_decode is not None:
+    # NOTE: the public names become the native entry points themselves, which call the Python
+    # reference (``_decode_py`` ...) for whatever they decline: the Python wrappers above (what
+    # runs under EDGEINF_PY_WIRE=1, and the signatures' documentation) cost 1-1.5 us each in a
+    # round trip, where code right after a blocking receive runs 3-5x slower than in a hot loop
+    _kernels.wire_fallbacks(_decode_py, _encode_py, _pack_raw_py, DEFAULT_LIMITS)
+    decode, encode, pack_raw = _kernels.frame_decode, _kernels.frame_encode, _kernels.frame_pack_raw
