@@ -464,3 +464,13 @@ def test_pack_raw_entry_falls_back_for_what_it_declines():
         P.pack_raw({"x": np.zeros(2, np.complex64)})
     from collections import OrderedDict
     assert P.pack_raw(OrderedDict(x=np.zeros(2)))[0] == [{"name": "x", "dtype": "float64", "shape": [2]}]
+
+
+def test_message_fields_are_what_the_native_decoder_sets():
+    # wire.cpp fills a Message's six fields directly (no __init__): a new field or a
+    # __post_init__ would be silently skipped on the native path
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(P.Message)] == ["kind", "meta", "tensors", "buffers", "flags", "codecs"]
+    assert not hasattr(P.Message, "__post_init__")
+    assert P.TensorMeta._fields == ("name", "dtype", "shape")

@@ -676,8 +676,10 @@ def error_meta(code: ErrorCode, msg: str, req_id: Optional[int] = None) -> dict:
 
 # -- the native common case (csrc/wire.cpp) ----------------------------------------------------
 def _native_wire():
-    """(wire_decode, wire_encode), given this module's classes and schema; (None, None) where
-    EDGEINF_PY_WIRE=1 asks for the Python path alone (debugging, and the tests' reference)."""
+    """(wire_decode, wire_encode, wire_views, wire_pack_raw), given this module's classes and
+    schema; all None where EDGEINF_PY_WIRE=1 asks for the Python path alone (debugging, and the
+    tests' reference). NOTE: wire.cpp builds a Message by setting its six fields, without
+    ``__init__`` (tests/test_wire.py pins the field list)."""
     if getattr(_kernels, "WIRE_VERSION", None) != PROTOCOL_VERSION:
         raise ImportError(f"edgeinf._kernels speaks wire version {getattr(_kernels, 'WIRE_VERSION', None)}, this "
                           f"protocol.py {PROTOCOL_VERSION}: a stale build; reinstall (pip install .)")
