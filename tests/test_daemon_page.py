@@ -51,7 +51,10 @@ def test_page_draws_each_models_charts_after_requests(daemon, tmp_path):
     canvases = re.findall(r'<canvas class="(\w+)" data-points="(\d+)" data-inked="(\d+)"', dom)
     assert {c[0] for c in canvases} == {"latency", "bandwidth"}, canvases
     lat = next(c for c in canvases if c[0] == "latency")
-    assert int(lat[1]) >= 8 and int(lat[2]) >= 20, lat  # 8 requests plotted, coloured pixels really drawn (a blank chart has 0)
+    # 8 requests plotted and coloured pixels really drawn (a blank chart has 0). NOTE: at least one
+    # whole 3x3 marker, not 8: requests a second apart at the same latency land on the same pixels
+    # of a 10-minute axis (CI once saw 15 inked pixels for 8 points)
+    assert int(lat[1]) >= 8 and int(lat[2]) >= 9, lat
     assert 'data-plan="local"' in dom and "no worker: local only" in dom and "Mbit/s" in dom
     assert "http://" not in dom.replace(daemon.url, "") and "https://" not in dom  # nothing from elsewhere
 

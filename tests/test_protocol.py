@@ -380,7 +380,10 @@ def test_orjson_metadata_parse_refuses_what_the_standard_library_refuses(raw):
     if slow != "ok":
         assert fast != "ok", raw
     elif fast == "ok":
-        assert P._decode_py(frames).meta == _decode_with_stdlib(frames).meta
+        want = _decode_with_stdlib(frames).meta
+        # documented: orjson reads an integer outside int64/uint64 as a float (the schema refuses
+        # it in every known field; an unknown field keeps the float)
+        assert P._decode_py(frames).meta == want or any(not -2**63 <= x < 2**64 for x in _ints(want)), raw
     else:  # refused only by orjson: one of the documented stricter cases, said as invalid metadata
         assert fast[0] is P.BadMetadata, (raw, fast)
         assert any(k in raw for k in (b"\\ud", b"\\uD", b"e4", b"E4", b"18446744073709551616")) or \
