@@ -971,14 +971,14 @@ PyObject* py_frame_encode(PyObject*, PyObject* const* args, Py_ssize_t nargsf, P
     PyObject* a[5];
     if (!bind("encode", names, 5, 2, args, nargsf, kwnames, a)) return nullptr;
     long long lim[3];
-    PyObject* frames = a[2];
-    if (frames && (PyList_CheckExact(frames) || PyTuple_CheckExact(frames)) && PyLong_Check(a[0]) &&
-        (!a[3] || PyLong_Check(a[3])) && limits_of(a[4], lim)) {
+    PyObject* frames = a[2];  // absent: a message without tensors, the common reply
+    bool seq = !frames || PyList_CheckExact(frames) || PyTuple_CheckExact(frames);
+    if (seq && PyLong_Check(a[0]) && (!a[3] || PyLong_Check(a[3])) && limits_of(a[4], lim)) {
         int o1 = 0, o2 = 0;
         long long kind = PyLong_AsLongLongAndOverflow(a[0], &o1);
         long long flags = a[3] ? PyLong_AsLongLongAndOverflow(a[3], &o2) : 0;
         if (PyErr_Occurred()) return nullptr;
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(frames);
+        Py_ssize_t n = frames ? PySequence_Fast_GET_SIZE(frames) : 0;
         if (!o1 && !o2 && kind >= 0 && kind <= 255 && flags >= 0 && flags <= 0xFFFF && n <= 0xFFFF) {
             PyObject* head = encode(static_cast<long>(kind), a[1], static_cast<long>(flags), static_cast<long>(n), lim[0]);
             if (!head) return nullptr;
@@ -989,30 +989,11 @@ PyObject* py_frame_encode(PyObject*, PyObject* const* args, Py_ssize_t nargsf, P
                     return nullptr;
                 }
                 PyList_SET_ITEM(out, 0, head);
-                PyObject** it = PySequence_Fast_ITEMS(frames);
+                PyObject** it = n ? PySequence_Fast_ITEMS(frames) : nullptr;
                 for (Py_ssize_t i = 0; i < n; ++i) {
                     Py_INCREF(it[i]);
                     PyList_SET_ITEM(out, 1 + i, it[i]);
                 }
-                return out;
-            }
-            Py_DECREF(head);
-        }
-    } else if (!frames && PyLong_Check(a[0]) && (!a[3] || PyLong_Check(a[3])) && limits_of(a[4], lim)) {
-        int o1 = 0, o2 = 0;  // no frames: a message without tensors, the common reply
-        long long kind = PyLong_AsLongLongAndOverflow(a[0], &o1);
-        long long flags = a[3] ? PyLong_AsLongLongAndOverflow(a[3], &o2) : 0;
-        if (PyErr_Occurred()) return nullptr;
-        if (!o1 && !o2 && kind >= 0 && kind <= 255 && flags >= 0 && flags <= 0xFFFF) {
-            PyObject* head = encode(static_cast<long>(kind), a[1], static_cast<long>(flags), 0, lim[0]);
-            if (!head) return nullptr;
-            if (head != Py_None) {
-                PyObject* out = PyList_New(1);
-                if (!out) {
-                    Py_DECREF(head);
-                    return nullptr;
-                }
-                PyList_SET_ITEM(out, 0, head);
                 return out;
             }
             Py_DECREF(head);
