@@ -171,15 +171,34 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
     const View v = byte_view(info, "buf");
     const TensorHeader h = parse(v, max_elements, max_ndim, max_bytes);
     View payload{v.ptr + h.header_len, v.len - h.header_len};
-    py::buffer_info pinfo;
-    if (!payload_obj.is_none()) {
-        pinfo = payload_obj.cast<py::buffer>().request();
-        payload = byte_view(pinfo, "payload");
+    const int es = shuffle_elem_size(h);
+    const uint8_t* planes[4] = {};
+    std::vector<py::buffer_info> pinfo;  // holds the payload's buffers until the kernel is done
+    if (py::isinstance<py::list>(payload_obj) || py::isinstance<py::tuple>(payload_obj)) {
+        // a shuffled payload's planes, each where the lossless stage left it (no join)
+        const py::sequence seq = payload_obj.cast<py::sequence>();
+        if (!h.shuffle || seq.size() != static_cast<size_t>(es))
+            throw FormatError("payload planes: " + std::to_string(seq.size()) + " given, the header says " +
+                              (h.shuffle ? std::to_string(es) : std::string("none (not shuffled)")));
+        payload.len = 0;
+        for (int b = 0; b < es; ++b) {
+            pinfo.push_back(seq[b].cast<py::buffer>().request());
+            const View pv = byte_view(pinfo.back(), "payload plane");
+            if (pv.len != h.raw_len / es)
+                throw FormatError("payload plane holds " + std::to_string(pv.len) + " bytes, header says " +
+                                  std::to_string(h.raw_len / es));
+            planes[b] = pv.ptr;
+            payload.len += pv.len;
+        }
+    } else if (!payload_obj.is_none()) {
+        pinfo.push_back(payload_obj.cast<py::buffer>().request());
+        payload = byte_view(pinfo.back(), "payload");
     } else if (h.stage != 0) {
         throw FormatError("buffer has a lossless stage; decompress the payload first");
     }
     if (payload.len != h.raw_len)
         throw FormatError("payload holds " + std::to_string(payload.len) + " bytes, header says " + std::to_string(h.raw_len));
+    if (h.shuffle && !planes[0]) plane_ptrs(payload.ptr, payload.len / es, es, planes);
     const bool f16 = h.codec == Codec::Raw && h.dtype == DType::F16;
     const py::dtype want = f16 ? py::dtype("float16") : py::dtype::of<float>();
     py::array out;
@@ -203,12 +222,11 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
     {
         py::gil_scoped_release nogil;
         const ShuffleOps& sh = shuffle_ops(isa);
-        const int es = shuffle_elem_size(h);
         if (h.shuffle && h.codec == Codec::Raw && out_len == payload.len) {
-            sh.unshuffle(payload.ptr, payload.len / es, es, static_cast<uint8_t*>(dst));
+            sh.unshuffle(planes, payload.len / es, es, static_cast<uint8_t*>(dst));
             st = kOk;
         } else if (h.shuffle) {
-            sh.unshuffle(payload.ptr, payload.len / es, es, flat.data());
+            sh.unshuffle(planes, payload.len / es, es, flat.data());
             st = decode_payload(isa, h, flat.data(), flat.size(), dst, out_len);
         } else {
             st = decode_payload(isa, h, payload.ptr, payload.len, dst, out_len);
@@ -238,7 +256,13 @@ py::bytes shuffle_py(const py::buffer& buf, int size, bool inverse, const std::s
     {
         py::gil_scoped_release nogil;
         const ShuffleOps& sh = shuffle_ops(isa);
-        (inverse ? sh.unshuffle : sh.shuffle)(v.ptr, v.len / size, size, dst);
+        if (inverse) {
+            const uint8_t* planes[4];
+            plane_ptrs(v.ptr, v.len / size, size, planes);
+            sh.unshuffle(planes, v.len / size, size, dst);
+        } else {
+            sh.shuffle(v.ptr, v.len / size, size, dst);
+        }
     }
     return out;
 }
@@ -403,7 +427,9 @@ PYBIND11_MODULE(_kernels, m) {
           "(codec, stage, dtype, shape, header_len, raw_len, per_channel, axis); raises FormatError.");
     m.def("decode", &decode, py::arg("buf"), py::arg("out"), py::arg("max_elements"),
           py::arg("max_ndim"), py::arg("max_bytes"), py::arg("payload") = py::none(),
-          py::arg("isa") = "", "Decode an encoded tensor; raises FormatError on a bad buffer.");
+          py::arg("isa") = "",
+          "Decode an encoded tensor; raises FormatError on a bad buffer. payload: the decompressed payload "
+          "of a lossless stage, or a shuffled one's planes as a list (each n bytes, anywhere in memory).");
     m.def("shuffle", &shuffle_py, py::arg("buf"), py::arg("size"), py::arg("inverse") = false,
           py::arg("isa") = "", "Byte planes of size-byte elements (inverse=True: back to elements).");
     m.def("lz4_planes", &lz4_planes_py, py::arg("buf"), py::arg("size"), py::arg("bitplanes"), py::arg("sample"),

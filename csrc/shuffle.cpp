@@ -11,9 +11,9 @@ void shuffle_tail(const uint8_t* in, size_t i0, size_t n, int size, uint8_t* out
         for (int b = 0; b < size; ++b) out[b * n + i] = in[i * size + b];
 }
 
-void unshuffle_tail(const uint8_t* in, size_t i0, size_t n, int size, uint8_t* out) {
+void unshuffle_tail(const uint8_t* const* planes, size_t i0, size_t n, int size, uint8_t* out) {
     for (size_t i = i0; i < n; ++i)
-        for (int b = 0; b < size; ++b) out[i * size + b] = in[b * n + i];
+        for (int b = 0; b < size; ++b) out[i * size + b] = planes[b][i];
 }
 
 void bitplanes_tail(const uint8_t* in, size_t j0, size_t n, uint8_t* out) {
@@ -70,7 +70,7 @@ bool has_repeats(const uint8_t* p, size_t n) {
 
 namespace {
 void shuffle_generic(const uint8_t* in, size_t n, int size, uint8_t* out) { shuffle_tail(in, 0, n, size, out); }
-void unshuffle_generic(const uint8_t* in, size_t n, int size, uint8_t* out) { unshuffle_tail(in, 0, n, size, out); }
+void unshuffle_generic(const uint8_t* const* planes, size_t n, int size, uint8_t* out) { unshuffle_tail(planes, 0, n, size, out); }
 
 void bitplanes_generic(const uint8_t* in, size_t n, uint8_t* out) { bitplanes_tail(in, 0, n, out); }
 void unbitplanes_generic(const uint8_t* in, size_t n, uint8_t* out) { unbitplanes_tail(in, 0, n, out); }

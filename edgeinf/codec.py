@@ -216,9 +216,9 @@ def encode(x: np.ndarray, codec: str = "raw", axis: Optional[int] = None) -> byt
     dtype_id = DTYPES[x.dtype]
     if x.dtype == np.float16 and spec.base not in ("raw", "fp16"):
         x = x.astype(np.float32)  # quantize in float32; the header still says float16
-    if spec.base == "raw" and spec.shuffle and spec.stage == "lz4":
-        # NOTE: the lz4 shuffle stages read the payload from x itself (one copy fewer: 3.6 us
-        # for the 125 KB activation of docs/codec.md, a fifteenth of the encode)
+    if spec.base == "raw" and spec.stage:
+        # NOTE: raw lossless stages read the payload from x itself (one copy fewer: 3.6 us
+        # for the 125 KB activation of docs/codec.md, a fifteenth of a shuffled lz4 encode)
         x = np.require(x, requirements="C")
         head = kernels.encode(x, 0, False, -1, dtype_id, header_only=True)
         return _compress(head, spec, x.reshape(-1).view(np.uint8))
@@ -333,8 +333,10 @@ def _inflate(comp, stage: str, n: int) -> bytes:
     return out
 
 
-def _planes(comp: memoryview, h: Header) -> bytes:
-    """The byte planes of a shuffled payload, concatenated (still shuffled)."""
+def _planes(comp: memoryview, h: Header) -> list:
+    """The byte planes of a shuffled payload, each where its stage left it (``kernels.decode``
+    takes them as a list: joining them cost a copy of the payload, 10 us of a 35 us decode of
+    the 125 KB activation in docs/codec.md)."""
     size = 4 if h.codec == "raw" and h.dtype == np.float32 else 2
     n = h.raw_len // size
     if len(comp) < 4 * size:
@@ -351,10 +353,10 @@ def _planes(comp: memoryview, h: Header) -> bytes:
             plane = _inflate(part, h.stage, n)
             out.append(kernels.bitplanes(plane, inverse=True) if h.bitplanes else plane)
         off += k
-    return b"".join(out)
+    return out
 
 
-def _decompress(buf, h: Header) -> bytes:
+def _decompress(buf, h: Header):
     comp = memoryview(buf).cast("B")[h.header_len:]
     return _planes(comp, h) if h.shuffle else _inflate(comp, h.stage, h.raw_len)
 

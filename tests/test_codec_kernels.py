@@ -159,6 +159,36 @@ def _shuffled():
     return bytearray(codec.encode(_x((3, 5, 16)), "raw+shuf+lz4"))
 
 
+def test_decode_takes_a_shuffled_payload_as_separate_planes_on_every_path():
+    """A staged decode hands ``kernels.decode`` each plane where lz4/zstd left it (no join):
+    planes apart and in any memory order give the joined payload's floats on every path, and
+    a wrong count or length is a FormatError, not a read past a plane."""
+    lim = codec.DEFAULT_LIMITS
+    for dt, name in ((np.float32, "raw+shuf+zstd"), (np.float16, "raw+shuf+lz4"), (np.float32, "fp16+shuf+zstd"),
+                     (np.float32, "bf16+shuf+lz4")):
+        x = _x((1, 5, 7, 33)).astype(dt)
+        buf = codec.encode(x, name)
+        h = codec.header_info(buf)
+        planes = codec._decompress(buf, h)
+        size, joined = len(planes), b"".join(planes)
+        assert size == (4 if name.startswith("raw") and dt == np.float32 else 2)
+        n = h.raw_len // size
+        apart = [bytes(joined[k * n:(k + 1) * n]) for k in range(size)]
+        want = kernels.decode(buf, None, lim.max_elements, 8, lim.max_bytes, joined, "generic")
+        for isa in ISAS:
+            got = kernels.decode(buf, None, lim.max_elements, 8, lim.max_bytes, apart, isa)
+            np.testing.assert_array_equal(got, want)
+            got = kernels.decode(buf, None, lim.max_elements, 8, lim.max_bytes, tuple(apart), isa)
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(codec.decode(buf), want)
+        for bad in (apart[:-1], apart + [apart[0]], [apart[0][:-1]] + apart[1:], [b""] * size):
+            with pytest.raises(kernels.FormatError):
+                kernels.decode(buf, None, lim.max_elements, 8, lim.max_bytes, bad)
+    plain = codec.encode(_x((4, 4)), "raw+lz4")  # not shuffled: a list is refused
+    with pytest.raises(kernels.FormatError):
+        kernels.decode(plain, None, lim.max_elements, 8, lim.max_bytes, [bytes(64)])
+
+
 def test_malformed_shuffled_buffers_raise_codec_error():
     good = _shuffled()
     h = codec.header_info(bytes(good))

@@ -23,19 +23,19 @@ void shuffle_neon(const uint8_t* in, size_t n, int size, uint8_t* out) {
     shuffle_tail(in, i, n, size, out);
 }
 
-void unshuffle_neon(const uint8_t* in, size_t n, int size, uint8_t* out) {
+void unshuffle_neon(const uint8_t* const* in, size_t n, int size, uint8_t* out) {
     size_t i = 0;
     if (size == 4) {
         for (; i + 16 <= n; i += 16) {
             uint8x16x4_t v;
-            for (int b = 0; b < 4; ++b) v.val[b] = vld1q_u8(in + b * n + i);
+            for (int b = 0; b < 4; ++b) v.val[b] = vld1q_u8(in[b] + i);
             vst4q_u8(out + 4 * i, v);
         }
     } else if (size == 2) {
         for (; i + 16 <= n; i += 16) {
             uint8x16x2_t v;
-            v.val[0] = vld1q_u8(in + i);
-            v.val[1] = vld1q_u8(in + n + i);
+            v.val[0] = vld1q_u8(in[0] + i);
+            v.val[1] = vld1q_u8(in[1] + i);
             vst2q_u8(out + 2 * i, v);
         }
     }

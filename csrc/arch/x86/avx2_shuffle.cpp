@@ -36,13 +36,13 @@ void shuffle4(const uint8_t* in, size_t n, uint8_t* out) {
     shuffle_tail(in, i, n, 4, out);
 }
 
-void unshuffle4(const uint8_t* in, size_t n, uint8_t* out) {
+void unshuffle4(const uint8_t* const* in, size_t n, uint8_t* out) {
     const __m256i m = lane_mask4(), kPermInv = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
         __m256i u[4];
         for (int b = 0; b < 4; ++b)
-            u[b] = _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + b * n + i)), kPermInv);
+            u[b] = _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in[b] + i)), kPermInv);
         const __m256i t0 = _mm256_unpacklo_epi64(u[0], u[1]), t2 = _mm256_unpackhi_epi64(u[0], u[1]);
         const __m256i t1 = _mm256_unpacklo_epi64(u[2], u[3]), t3 = _mm256_unpackhi_epi64(u[2], u[3]);
         const __m256i v0 = _mm256_unpacklo_epi32(t0, t1), v1 = _mm256_unpackhi_epi32(t0, t1);
@@ -68,13 +68,13 @@ void shuffle2(const uint8_t* in, size_t n, uint8_t* out) {
     shuffle_tail(in, i, n, 2, out);
 }
 
-void unshuffle2(const uint8_t* in, size_t n, uint8_t* out) {
+void unshuffle2(const uint8_t* const* in, size_t n, uint8_t* out) {
     const __m256i m = _mm256_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15,
                                        0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + n + i));
+        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in[0] + i));
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in[1] + i));
         __m256i v = _mm256_permute4x64_epi64(_mm256_set_m128i(b, a), 0xD8);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * i), _mm256_shuffle_epi8(v, m));
     }
@@ -86,7 +86,7 @@ void shuffle_avx2(const uint8_t* in, size_t n, int size, uint8_t* out) {
     if (size == 2) return shuffle2(in, n, out);
     shuffle_tail(in, 0, n, size, out);
 }
-void unshuffle_avx2(const uint8_t* in, size_t n, int size, uint8_t* out) {
+void unshuffle_avx2(const uint8_t* const* in, size_t n, int size, uint8_t* out) {
     if (size == 4) return unshuffle4(in, n, out);
     if (size == 2) return unshuffle2(in, n, out);
     unshuffle_tail(in, 0, n, size, out);
