@@ -71,6 +71,29 @@ def test_lossless_stage_round_trips_and_compresses_zeros(name):
     assert codec.header_info(buf).stage == name.split("+")[1]
 
 
+def test_raw_lz4_decodes_to_a_writeable_view_of_its_own_bytes():
+    """raw+lz4 returns the decompressed bytearray as the tensor (no copy): still exact, its
+    own memory, writeable; a payload that inflates short or long is a CodecError."""
+    for dt, shape in ((np.float32, (1, 3, 5, 7)), (np.float16, (9,)), (np.float32, ())):
+        x = _x(shape).astype(dt)
+        buf = codec.encode(x, "raw+lz4")
+        a, b = codec.decode(buf), codec.decode(buf)
+        assert a.dtype == dt and a.shape == x.shape and a.flags.writeable and np.array_equal(a, x)
+        a[...] = 7  # two decodes never share memory, nor with the buffer
+        assert np.array_equal(b, x) and np.array_equal(codec.decode(buf), x)
+    import lz4.block
+
+    x = _x((4, 8))
+    good = codec.encode(x, "raw+lz4")
+    hl = codec.header_info(good).header_len
+    for data in (x.tobytes()[:-4], x.tobytes() + b"\0" * 4):  # re-pack a wrong-size payload
+        comp = lz4.block.compress(data, store_size=False)
+        bad = bytearray(good[:hl]) + comp
+        bad[24:32] = len(comp).to_bytes(8, "little")
+        with pytest.raises(CodecError):
+            codec.decode(bytes(bad))
+
+
 def test_decode_into_out_writes_in_place_and_checks_it():
     x = _x((2, 4, 6))
     out = np.zeros_like(x)
