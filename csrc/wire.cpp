@@ -632,6 +632,14 @@ bool need_setup() {
     return true;
 }
 
+// The common entry check: set up, and called with `want` arguments (else TypeError: `usage`)
+bool cannot_run(Py_ssize_t n, Py_ssize_t want, const char* usage) {
+    if (need_setup()) return true;
+    if (n == want) return false;
+    PyErr_SetString(PyExc_TypeError, usage);
+    return true;
+}
+
 
 // wire_setup(Message, TensorMeta, kinds, itemsizes, schema, required, tensor_kinds, dtypes, ndarray)
 PyObject* py_setup(PyObject*, PyObject* const* args, Py_ssize_t n) {
@@ -746,11 +754,7 @@ PyObject* py_encode(PyObject*, PyObject* const* args, Py_ssize_t n) {
 // messages whose every tensor is raw (``codecs``: one name or one per tensor); None for any
 // other, and for anything the Python ``unpack`` would refuse or say more about
 PyObject* py_views(PyObject*, PyObject* const* args, Py_ssize_t n) {
-    if (need_setup()) return nullptr;
-    if (n != 3) {
-        PyErr_SetString(PyExc_TypeError, "wire_views(specs, buffers, codecs)");
-        return nullptr;
-    }
+    if (cannot_run(n, 3, "wire_views(specs, buffers, codecs)")) return nullptr;
     PyObject *specs = args[0], *buffers = args[1], *codecs = args[2];
     if (!PyList_CheckExact(specs) || !PyList_CheckExact(buffers) || PyList_GET_SIZE(specs) != PyList_GET_SIZE(buffers))
         Py_RETURN_NONE;
@@ -814,11 +818,7 @@ PyObject* py_views(PyObject*, PyObject* const* args, Py_ssize_t n) {
 // wire_pack_raw(arrays) -> (specs, frames) | None: protocol.pack_raw for a dict of C-contiguous
 // ndarrays of the canonical wire dtypes (the Python path converts anything else)
 PyObject* py_pack(PyObject*, PyObject* const* args, Py_ssize_t n) {
-    if (need_setup()) return nullptr;
-    if (n != 1) {
-        PyErr_SetString(PyExc_TypeError, "wire_pack_raw(arrays)");
-        return nullptr;
-    }
+    if (cannot_run(n, 1, "wire_pack_raw(arrays)")) return nullptr;
     PyObject* arrays = args[0];
     if (!g.pack_ok || !PyDict_CheckExact(arrays)) Py_RETURN_NONE;
     Py_ssize_t nt = PyDict_GET_SIZE(arrays);
@@ -869,11 +869,7 @@ PyObject* py_pack(PyObject*, PyObject* const* args, Py_ssize_t n) {
 
 // wire_check(key, value) -> bool: the native schema check of one field (for the tests)
 PyObject* py_check(PyObject*, PyObject* const* args, Py_ssize_t n) {
-    if (need_setup()) return nullptr;
-    if (n != 2) {
-        PyErr_SetString(PyExc_TypeError, "wire_check(key, value)");
-        return nullptr;
-    }
+    if (cannot_run(n, 2, "wire_check(key, value)")) return nullptr;
     PyObject* spec = PyDict_GetItemWithError(g.schema, args[0]);
     if (!spec) {
         if (!PyErr_Occurred()) PyErr_Format(PyExc_KeyError, "%R", args[0]);
