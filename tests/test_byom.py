@@ -115,7 +115,10 @@ def _check(records, split_runs, ref0):
     # 2.0-2.3 s here (and once in CI over 2 s, when the judged window began at 2 s)
     high1, low, high2 = (remote_share(a - 1.5, a) for a in (SEG, 2 * SEG, 3 * SEG))
     assert high1 >= 0.7 and high2 >= 0.7, (high1, low, high2, [(round(t, 2), str(r.plan), r.reason) for t, r, _ in records])
-    assert low <= 0.3, (high1, low, high2, [(round(t, 2), str(r.plan), r.reason) for t, r, _ in records])
+    # NOTE: on failure, what the controller believed in the low segment (once in CI every
+    # request there was offloaded as "best"; not reproduced on the same kind of VM, loaded or not)
+    assert low <= 0.3, (high1, low, high2, [(round(t, 2), str(r.plan), r.reason, round(r.latency_ms, 1), r.estimates)
+                                            for t, r, _ in records if SEG <= t < 2 * SEG])
     for plan, res in split_runs:
         assert res.outcome == "offload", (plan, res.transport, res.error)
         _close(res.outputs, ref0, plan)
