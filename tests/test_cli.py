@@ -93,6 +93,12 @@ def test_bad_arguments_are_one_line_from_the_command_that_took_them(args, prog):
     assert line.startswith(f"{prog}: error:") and f"`{prog} --help`" in line
 
 
+@pytest.mark.parametrize("args,says", [(["--isa", "avx9"], "does not run here"), (["--repeat", "0"], "at least 1")])
+def test_bench_kernels_refuses_an_isa_it_cannot_run_and_a_repeat_below_one(args, says):
+    line = _one_line_error(cli("bench", "kernels", *args, check=False))
+    assert line.startswith("edgeinf bench kernels: error:") and says in line and "unexpected" not in line
+
+
 def test_profile_works_without_matplotlib(tmp_path, mobilenet_path):
     # a plain install has no matplotlib: the profile is still written, only the PNG is skipped
     code = ("import sys; sys.modules['matplotlib'] = None; from edgeinf.cli import main; "

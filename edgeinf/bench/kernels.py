@@ -202,6 +202,14 @@ def _print_real(real: dict) -> None:
 
 
 def run(args) -> int:
+    from .. import _native
+    from ..errors import ConfigError
+
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
+    isas = _native.build_info()["isas"]
+    if args.isa and args.isa not in isas:
+        raise ConfigError(f"--isa {args.isa!r} does not run here; this CPU and build run: {', '.join(isas)}")
     res = collect(args.repeat, args.isa)
     if args.json:
         print(json.dumps(res, indent=1))
