@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "codec.h"
 #include "confidence.h"
 #include "cpu.h"
+#include "lossless.h"
 #include "preprocess.h"
 #include "shuffle.h"
 #include "wire.h"
@@ -174,6 +176,7 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
     const int es = shuffle_elem_size(h);
     const uint8_t* planes[4] = {};
     std::vector<py::buffer_info> pinfo;  // holds the payload's buffers until the kernel is done
+    std::vector<uint8_t> scratch;        // inflated lz4 planes
     if (py::isinstance<py::list>(payload_obj) || py::isinstance<py::tuple>(payload_obj)) {
         // a shuffled payload's planes, each where the lossless stage left it (no join)
         const py::sequence seq = payload_obj.cast<py::sequence>();
@@ -193,6 +196,18 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
     } else if (!payload_obj.is_none()) {
         pinfo.push_back(payload_obj.cast<py::buffer>().request());
         payload = byte_view(pinfo.back(), "payload");
+    } else if (h.stage == 1 && h.shuffle) {
+        // shuffled lz4: the planes are inflated here, in this one call (docs/codec.md)
+        const size_t n = h.raw_len / es;
+        scratch.resize(h.raw_len + (h.bitplanes ? n : 0));
+        const char* bad;
+        {
+            py::gil_scoped_release nogil;
+            bad = lz4_unpack_planes(isa, payload.ptr, payload.len, es, n, h.bitplanes, scratch.data(),
+                                    scratch.data() + h.raw_len, planes);
+        }
+        if (bad) throw FormatError(bad);
+        payload.len = h.raw_len;
     } else if (h.stage != 0) {
         throw FormatError("buffer has a lossless stage; decompress the payload first");
     }
@@ -315,6 +330,35 @@ py::tuple lz4_planes_py(const py::buffer& buf, int size, bool bitplanes, size_t 
     return py::make_tuple(out, mask);
 }
 
+// The shuffled lz4 stage of encode in one call: head (the tensor header with its stage and
+// shuffle flags set, >= 32 bytes) followed by lz4_pack_planes' output, the stored length
+// written into the header (offset 24). Same bytes as the Python reference in codec.py.
+py::bytes lz4_shuffled_py(const py::buffer& head_buf, const py::buffer& buf, int size, bool bitplanes, size_t sample,
+                          const std::string& isa_name_) {
+    const Isa isa = pick_isa(isa_name_);
+    const py::buffer_info hinfo = head_buf.request(), info = buf.request();
+    const View hv = byte_view(hinfo, "head"), v = byte_view(info, "buf");
+    if ((size != 2 && size != 4) || v.len % size)
+        throw std::invalid_argument("lz4_shuffled: element size must be 2 or 4 and divide the buffer length");
+    if (sample == 0 || sample > 65535) throw std::invalid_argument("lz4_shuffled: sample must be 1..65535 bytes");
+    if (hv.len < 32) throw std::invalid_argument("lz4_shuffled: head must hold a tensor header (>= 32 bytes)");
+    const size_t bound = hv.len + lz4_pack_bound(v.len, size);
+    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(bound));
+    if (!obj) throw py::error_already_set();
+    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    size_t packed;
+    {
+        py::gil_scoped_release nogil;
+        std::vector<uint8_t> scratch(v.len + v.len / size);
+        std::memcpy(dst, hv.ptr, hv.len);
+        packed = lz4_pack_planes(isa, v.ptr, v.len, size, bitplanes, sample, scratch.data(), dst + hv.len);
+        for (int i = 0; i < 8; ++i) dst[24 + i] = static_cast<uint8_t>(static_cast<uint64_t>(packed) >> (8 * i));
+    }
+    // NOTE: shrinking a fresh bytes object in place (realloc): no second copy of the output
+    if (_PyBytes_Resize(&obj, static_cast<py::ssize_t>(hv.len + packed)) < 0) throw py::error_already_set();
+    return py::reinterpret_steal<py::bytes>(obj);
+}
+
 // ---- preprocess ----
 void preprocess_py(const py::array& img, py::array out, py::tuple roi, bool nchw, bool swap_rb,
                    std::vector<float> scale, std::vector<float> bias, std::vector<float> pad,
@@ -434,6 +478,11 @@ PYBIND11_MODULE(_kernels, m) {
           py::arg("isa") = "", "Byte planes of size-byte elements (inverse=True: back to elements).");
     m.def("lz4_planes", &lz4_planes_py, py::arg("buf"), py::arg("size"), py::arg("bitplanes"), py::arg("sample"),
           py::arg("isa") = "", "Byte planes for the lz4 shuffle stage and the mask of those worth compressing.");
+    m.def("lz4_shuffled", &lz4_shuffled_py, py::arg("head"), py::arg("buf"), py::arg("size"), py::arg("bitplanes"),
+          py::arg("sample"), py::arg("isa") = "",
+          "head + the shuffled lz4 stage of buf (plane lengths, then each plane lz4 or stored), the stored "
+          "length written at head offset 24: codec.encode's +shuf+lz4 / +bshuf+lz4 in one call.");
+    m.def("lz4_version", &lz4_library_version, "The vendored lz4's version number (10904 for 1.9.4).");
     m.def("bitplanes", &bitplanes_py, py::arg("buf"), py::arg("inverse") = false, py::arg("isa") = "",
           "The 8 bit planes of a byte buffer, trailing n % 8 bytes as is (inverse=True: back to bytes).");
     m.def("preprocess", &preprocess_py, py::arg("img"), py::arg("out"), py::arg("roi"),

@@ -273,24 +273,15 @@ def _compress(buf: bytes, spec: Spec, payload=None) -> bytes:
         size = 4 if buf[5] == 0 and buf[7] == 1 else 2  # raw float32; else 2-byte elements
         n = len(payload) // size
         if spec.stage == "lz4":
-            # NOTE: one native call: the planes, which of them lz4 may shrink (noise is judged on
-            # a 4 KB sample and stored without trying: a float's low mantissa planes; ~6 us of lz4
-            # each otherwise), those bit-transposed for bshuf
-            planes, mask = kernels.lz4_planes(payload, size, spec.bitplanes, _SAMPLE)
-            planes = memoryview(planes)
-            src = [planes[k * n:(k + 1) * n] for k in range(size)]
-            parts = []
-            for k, p in enumerate(src):
-                c = _deflate(p, "lz4") if mask >> k & 1 else None
-                if c is not None and len(c) < n:
-                    parts.append(c)
-                else:  # stored: the byte plane itself (a full-length plane is taken as is)
-                    parts.append(kernels.bitplanes(p, True) if c is not None and spec.bitplanes else p)
-        else:
-            planes = memoryview(kernels.shuffle(payload, size))
-            src = [planes[k * n:(k + 1) * n] for k in range(size)]
-            parts = [_deflate(p, spec.stage, plane=True) for p in src]
-            parts = [c if len(c) < n else src[k] for k, c in enumerate(parts)]
+            # NOTE: one native call with the vendored lz4 (csrc/lossless.cpp): planes, noise
+            # judged on a 4 KB sample and stored untried, bshuf's bit transpose, lz4, the output.
+            # One Python lz4 call per plane cost ~20 us more than blosc2 on the 125 KB
+            # activation of docs/codec.md. _ref_lz4_shuffled is the same stage with python-lz4.
+            return kernels.lz4_shuffled(head, payload, size, spec.bitplanes, _SAMPLE)
+        planes = memoryview(kernels.shuffle(payload, size))
+        src = [planes[k * n:(k + 1) * n] for k in range(size)]
+        parts = [_deflate(p, spec.stage, plane=True) for p in src]
+        parts = [c if len(c) < n else src[k] for k, c in enumerate(parts)]
         parts.insert(0, struct.pack(f"<{size}I", *map(len, parts)))
     else:
         parts = [_deflate(payload, spec.stage)]
@@ -369,11 +360,12 @@ def _tensor_magic(buf) -> bool:
         return False
 
 
-def _plain_f32(buf, out) -> bool:
-    """A float32 tensor buffer without a lossless stage (checked before the image magic: ~1 us)."""
+def _whole_f32(buf, out) -> bool:
+    """A float32 tensor buffer that ``kernels.decode`` takes whole, in one call: no lossless
+    stage, or shuffled lz4 (checked before the image magic: ~1 us)."""
     try:
-        return (len(buf) > 7 and bytes(buf[:4]) == MAGIC and not buf[6] & 6 and buf[7] == 1
-                and (out is None or isinstance(out, np.ndarray)))
+        return (len(buf) > 7 and bytes(buf[:4]) == MAGIC and buf[7] == 1 and (out is None or isinstance(out, np.ndarray))
+                and (not buf[6] & 6 or buf[6] & (6 | FLAG_SHUFFLE) == STAGES["lz4"] << 1 | FLAG_SHUFFLE))
     except (TypeError, ValueError, IndexError):
         return False
 
@@ -392,7 +384,7 @@ def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = Non
         Bounds on elements, dims and payload bytes (default :class:`Limits`).
     """
     lim = limits or DEFAULT_LIMITS
-    if _plain_f32(buf, out):  # one native call, which checks everything
+    if _whole_f32(buf, out):  # one native call, which checks everything
         try:
             return kernels.decode(buf, out, lim.max_elements, lim.max_ndim, lim.max_bytes, None)
         except (kernels.FormatError, TypeError, BufferError) as e:
@@ -407,7 +399,8 @@ def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = Non
         # NOTE: the decompressed bytes are the tensor: a view of lz4's bytearray, not a copy
         # (2 allocations and a 125 KB copy fewer: 17 -> 9 us for docs/codec.md's activation)
         return np.frombuffer(_decompress(buf, h, writable=True), h.dtype).reshape(h.shape)
-    payload = _decompress(buf, h) if h.stage else None
+    # NOTE: kernels.decode inflates shuffled lz4 planes itself (a float16 tensor's, here)
+    payload = _decompress(buf, h) if h.stage and not (h.stage == "lz4" and h.shuffle) else None
     via_f32 = h.dtype == np.float16 and h.codec != "raw"
     target = None if via_f32 else out
     try:
@@ -423,6 +416,28 @@ def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = Non
 
 
 # ---- numpy reference (tests and benchmarks compare the kernels with it) ----------------
+
+def _ref_lz4_shuffled(head: bytes, payload, size: int, bitplanes: bool) -> bytes:
+    """``kernels.lz4_shuffled`` with python-lz4, one plane at a time: the reference the
+    native stage is held to (tests compare the bytes)."""
+    import lz4.block
+
+    n = len(payload) // size
+    planes, mask = kernels.lz4_planes(payload, size, bitplanes, _SAMPLE)
+    planes = memoryview(planes)
+    parts = []
+    for k in range(size):
+        p = planes[k * n:(k + 1) * n]
+        c = lz4.block.compress(p, store_size=False) if mask >> k & 1 else None
+        if c is not None and len(c) < n:
+            parts.append(c)
+        else:  # stored: the byte plane itself
+            parts.append(kernels.bitplanes(p, True) if c is not None and bitplanes else p)
+    parts.insert(0, struct.pack(f"<{size}I", *map(len, parts)))
+    head = bytearray(head)
+    struct.pack_into("<Q", head, 24, sum(map(len, parts)))
+    return b"".join([head, *parts])
+
 
 def _ref_params(x: np.ndarray, bits: int):
     qmax, big = (1 << bits) - 1, np.float32(np.finfo(np.float32).max / 2)

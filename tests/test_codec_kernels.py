@@ -155,6 +155,62 @@ def test_lz4_planes_leaves_noise_out_and_transposes_the_rest():
         kernels.lz4_planes(data, 4, False, 0)
 
 
+def _lz4_tensors():
+    rng = np.random.default_rng(11)
+    act = rng.standard_normal((1, 40, 28, 28)).astype(np.float32)
+    act = np.maximum(act, 0) - 0.1 * act  # activation-like: a float32 exponent plane with repeats
+    return [act, act.astype(np.float16), (np.arange(40000) % 7).astype(np.float32).reshape(200, 200),
+            np.zeros((1, 3), np.float32), np.zeros((0, 4), np.float32), rng.standard_normal(12_345).astype(np.float32),
+            np.full((3, 4099), 2.5, np.float16)]
+
+
+def test_native_lz4_stage_writes_the_python_lz4_reference_bytes_on_every_path():
+    """The shuffled lz4 stages run in one native call with the vendored lz4: the buffer is
+    byte for byte what python-lz4 writes one plane at a time (``codec._ref_lz4_shuffled``),
+    and python-lz4 reads every plane it wrote back (the same wire format either way)."""
+    lim = codec.DEFAULT_LIMITS
+    import lz4
+
+    assert kernels.lz4_version() == lz4.library_version_number()  # else the bytes may differ
+    for x in _lz4_tensors():
+        for name in ("raw+shuf+lz4", "raw+bshuf+lz4", "fp16+shuf+lz4", "fp16+bshuf+lz4", "bf16+bshuf+lz4"):
+            buf = codec.encode(x, name)
+            h = codec.header_info(buf)
+            size = 4 if h.codec == "raw" and h.dtype == np.float32 else 2
+            planes = codec._planes(memoryview(buf)[h.header_len:], h)  # python-lz4 inflates them
+            payload = kernels.shuffle(b"".join(planes), size, True)
+            ref = codec._ref_lz4_shuffled(buf[:h.header_len], payload, size, h.bitplanes)
+            assert ref == buf, (name, x.shape, x.dtype)
+            want = kernels.decode(buf, None, lim.max_elements, 8, lim.max_bytes, planes, "generic")
+            for isa in ISAS:
+                assert kernels.lz4_shuffled(buf[:h.header_len], payload, size, h.bitplanes, 4096, isa) == buf, isa
+                got = kernels.decode(buf, None, lim.max_elements, 8, lim.max_bytes, None, isa)  # inflated natively
+                np.testing.assert_array_equal(got, want)
+            if name.startswith("raw"):
+                got = codec.decode(buf)
+                assert got.dtype == x.dtype and np.array_equal(got.view(np.uint8), x.view(np.uint8))
+    with pytest.raises(ValueError, match="head"):
+        kernels.lz4_shuffled(b"short", bytes(16), 4, False, 4096)
+    with pytest.raises(ValueError, match="element size"):
+        kernels.lz4_shuffled(bytes(32), bytes(15), 4, False, 4096)
+
+
+def test_a_corrupt_lz4_plane_is_a_codec_error():
+    x = _lz4_tensors()[0]
+    buf = bytearray(codec.encode(x, "raw+shuf+lz4"))
+    h = codec.header_info(bytes(buf))
+    lens = struct.unpack_from("<4I", buf, h.header_len)
+    k = next(i for i, n in enumerate(lens) if n < h.raw_len // 4)  # a compressed plane
+    start = h.header_len + 16 + sum(lens[:k])
+    bad = bytearray(buf)
+    bad[start:start + lens[k]] = b"\xff" * lens[k]  # match lengths past the plane
+    with pytest.raises(CodecError, match="corrupt lz4 plane"):
+        codec.decode(bytes(bad))
+    out = np.zeros_like(x)
+    with pytest.raises(CodecError):
+        codec.decode(bytes(bad), out=out)
+
+
 def _shuffled():
     return bytearray(codec.encode(_x((3, 5, 16)), "raw+shuf+lz4"))
 

@@ -14,6 +14,7 @@
 #include "confidence.h"
 #include "cpu.h"
 #include "half.h"
+#include "lossless.h"
 #include "preprocess.h"
 #include "shuffle.h"
 
@@ -329,6 +330,67 @@ static void parser_fuzz(int cases) {
     std::printf("parser fuzz: %d cases, %d parsed, %d rejected\n", cases, ok, bad);
 }
 
+// Float-like payloads (sign/exponent planes with repeats, mantissa noise) of n elements.
+static std::vector<uint8_t> float_payload(size_t n, int size) {
+    std::vector<uint8_t> b(n * size);
+    std::vector<float> x = randn(n, 1.0f, false);
+    for (size_t i = 0; i < n; ++i) {
+        uint8_t e[4];
+        std::memcpy(e, &x[i], 4);
+        for (int k = 0; k < size; ++k) b[i * size + k] = e[4 - size + k];
+        if (i % 3 == 0) b[i * size] = static_cast<uint8_t>(i % 5);  // a plane lz4 shrinks
+    }
+    return b;
+}
+
+// lz4_pack_planes/lz4_unpack_planes: every path writes the generic path's bytes, unpacks them
+// back to the payload, and never reads or writes out of bounds on a mutated payload.
+static void lz4_planes_paths(Isa isa, int fuzz_cases) {
+    for (int size : {2, 4})
+        for (size_t n : {size_t(0), size_t(1), size_t(7), size_t(100), size_t(5000), size_t(40000)})
+            for (bool bits : {false, true}) {
+                const std::vector<uint8_t> in = float_payload(n, size);
+                const size_t len = in.size();
+                std::vector<uint8_t> scratch(len + n), a(lz4_pack_bound(len, size)), b(a.size());
+                const size_t na = lz4_pack_planes(Isa::Generic, in.data(), len, size, bits, 4096, scratch.data(), a.data());
+                const size_t nb = lz4_pack_planes(isa, in.data(), len, size, bits, 4096, scratch.data(), b.data());
+                CHECK(na == nb && std::memcmp(a.data(), b.data(), na) == 0, "%s lz4 pack size=%d n=%zu", isa_name(isa), size, n);
+                CHECK(na <= 4 * size_t(size) + len, "lz4 pack wrote %zu > %zu", na, 4 * size_t(size) + len);
+                std::vector<uint8_t> exact(a.begin(), a.begin() + na), planes_buf(len), tmp(n + 1), back(len);
+                const uint8_t* planes[4] = {};
+                const char* bad = lz4_unpack_planes(isa, exact.data(), na, size, n, bits, planes_buf.data(), tmp.data(), planes);
+                CHECK(bad == nullptr, "%s lz4 unpack: %s", isa_name(isa), bad ? bad : "");
+                if (bad) continue;
+                shuffle_ops(isa).unshuffle(planes, n, size, back.data());
+                CHECK(back == in, "%s lz4 round trip size=%d n=%zu bits=%d", isa_name(isa), size, n, bits);
+            }
+    // mutated payloads: an error or some planes, never a read or write out of bounds (ASan)
+    const size_t n = 3000;
+    const std::vector<uint8_t> in = float_payload(n, 4);
+    std::vector<uint8_t> scratch(in.size() + n), seed(lz4_pack_bound(in.size(), 4));
+    seed.resize(lz4_pack_planes(isa, in.data(), in.size(), 4, true, 512, scratch.data(), seed.data()));
+    int refused = 0;
+    for (int i = 0; i < fuzz_cases / 10; ++i) {
+        std::vector<uint8_t> b = seed;
+        for (int k = 0, m = 1 + rng() % 4; k < m; ++k) {
+            switch (rng() % 3) {
+                case 0: if (!b.empty()) b[rng() % b.size()] ^= 1 << (rng() % 8); break;
+                case 1: if (!b.empty()) b[rng() % std::min<size_t>(b.size(), 24)] = static_cast<uint8_t>(rng()); break;
+                default: b.resize(rng() % (b.size() + 1)); break;
+            }
+        }
+        std::vector<uint8_t> exact(b.begin(), b.end()), planes_buf(4 * n), tmp(n);
+        const uint8_t* planes[4] = {};
+        if (lz4_unpack_planes(isa, exact.data(), exact.size(), 4, n, true, planes_buf.data(), tmp.data(), planes)) {
+            ++refused;
+            continue;
+        }
+        std::vector<uint8_t> back(4 * n);
+        shuffle_ops(isa).unshuffle(planes, n, 4, back.data());  // every plane pointer is readable for n bytes
+    }
+    if (fuzz_cases) std::printf("lz4 planes fuzz (%s): %d cases, %d refused\n", isa_name(isa), fuzz_cases / 10, refused);
+}
+
 int main(int argc, char** argv) {
     const int fuzz_cases = argc > 1 ? std::atoi(argv[1]) : 20000;
     known_values();
@@ -340,9 +402,11 @@ int main(int argc, char** argv) {
         shuffle_paths(isa);
         confidence_paths(isa);
         preprocess_paths(isa);
+        lz4_planes_paths(isa, 0);
         std::printf("checked %s against generic\n", isa_name(isa));
     }
     parser_fuzz(fuzz_cases);
+    lz4_planes_paths(best_isa(), fuzz_cases);
     std::printf("%d checks, %d failed\n", g_checks, g_fail);
     return g_fail ? 1 : 0;
 }
