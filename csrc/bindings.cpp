@@ -177,7 +177,8 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
     const int es = shuffle_elem_size(h);
     const uint8_t* planes[4] = {};
     std::vector<py::buffer_info> pinfo;  // holds the payload's buffers until the kernel is done
-    std::unique_ptr<uint8_t[]> scratch;  // inflated lz4 planes
+    std::unique_ptr<uint8_t[]> scratch;  // inflated lz4 planes or payload
+    View lz4_block{nullptr, 0};          // a raw tensor's lz4 block, inflated into out
     if (py::isinstance<py::list>(payload_obj) || py::isinstance<py::tuple>(payload_obj)) {
         // a shuffled payload's planes, each where the lossless stage left it (no join)
         const py::sequence seq = payload_obj.cast<py::sequence>();
@@ -209,6 +210,21 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
         }
         if (bad) throw FormatError(bad);
         payload.len = h.raw_len;
+    } else if (h.stage == 1) {
+        // one lz4 block: a raw tensor inflates straight into out (below), others into scratch
+        lz4_block = payload;
+        if (h.codec != Codec::Raw) {
+            scratch.reset(new uint8_t[h.raw_len + 1]);  // uninitialized: inflated in full or refused
+            const char* bad;
+            {
+                py::gil_scoped_release nogil;
+                bad = lz4_block_decompress(lz4_block.ptr, lz4_block.len, scratch.get(), h.raw_len);
+            }
+            if (bad) throw FormatError(bad);
+            payload = View{scratch.get(), static_cast<size_t>(h.raw_len)};
+            lz4_block.ptr = nullptr;
+        }
+        payload.len = h.raw_len;
     } else if (h.stage != 0) {
         throw FormatError("buffer has a lossless stage; decompress the payload first");
     }
@@ -235,6 +251,16 @@ py::array decode(const py::buffer& buf, const py::object& out_obj, uint64_t max_
     int st;
     // NOTE: planes go straight into out for raw; fp16/bf16 are unshuffled to a staging copy
     std::vector<uint8_t> flat(h.shuffle && h.codec != Codec::Raw ? payload.len : 0);
+    if (lz4_block.ptr) {
+        if (out_len != h.raw_len) throw FormatError("out does not hold the encoded tensor's bytes");
+        const char* bad;
+        {
+            py::gil_scoped_release nogil;
+            bad = lz4_block_decompress(lz4_block.ptr, lz4_block.len, static_cast<uint8_t*>(dst), out_len);
+        }
+        if (bad) throw FormatError(bad);
+        return out;
+    }
     {
         py::gil_scoped_release nogil;
         const ShuffleOps& sh = shuffle_ops(isa);
@@ -362,6 +388,33 @@ py::bytes lz4_shuffled_py(const py::buffer& head_buf, const py::buffer& buf, int
     return py::reinterpret_steal<py::bytes>(obj);
 }
 
+// The plain lz4 stage of encode in one call: head (the tensor header with its stage flag
+// set, >= 32 bytes) followed by one lz4 block of buf, its length written into the header
+// (offset 24), compressed straight into the result (no join). python-lz4's bytes.
+py::bytes lz4_block_py(const py::buffer& head_buf, const py::buffer& buf) {
+    const py::buffer_info hinfo = head_buf.request(), info = buf.request();
+    const View hv = byte_view(hinfo, "head"), v = byte_view(info, "buf");
+    if (hv.len < 32) throw std::invalid_argument("lz4_block: head must hold a tensor header (>= 32 bytes)");
+    const size_t bound = lz4_block_bound(v.len);
+    if (v.len && !bound) throw std::invalid_argument("lz4_block: buf is larger than one lz4 block takes");
+    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(hv.len + bound + 1));
+    if (!obj) throw py::error_already_set();
+    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    size_t packed;
+    {
+        py::gil_scoped_release nogil;
+        std::memcpy(dst, hv.ptr, hv.len);
+        packed = lz4_block_compress(v.ptr, v.len, dst + hv.len);
+        for (int i = 0; i < 8; ++i) dst[24 + i] = static_cast<uint8_t>(static_cast<uint64_t>(packed) >> (8 * i));
+    }
+    if (!packed) {
+        Py_DECREF(obj);
+        throw std::runtime_error("lz4_block: lz4 failed");  // cannot happen with a bound-sized output
+    }
+    if (_PyBytes_Resize(&obj, static_cast<py::ssize_t>(hv.len + packed)) < 0) throw py::error_already_set();
+    return py::reinterpret_steal<py::bytes>(obj);
+}
+
 // ---- preprocess ----
 void preprocess_py(const py::array& img, py::array out, py::tuple roi, bool nchw, bool swap_rb,
                    std::vector<float> scale, std::vector<float> bias, std::vector<float> pad,
@@ -485,6 +538,8 @@ PYBIND11_MODULE(_kernels, m) {
           py::arg("sample"), py::arg("isa") = "",
           "head + the shuffled lz4 stage of buf (plane lengths, then each plane lz4 or stored), the stored "
           "length written at head offset 24: codec.encode's +shuf+lz4 / +bshuf+lz4 in one call.");
+    m.def("lz4_block", &lz4_block_py, py::arg("head"), py::arg("buf"),
+          "head + one lz4 block of buf, its length written at head offset 24: codec.encode's plain +lz4 stage.");
     m.def("lz4_version", &lz4_library_version, "The vendored lz4's version number (10904 for 1.9.4).");
     m.def("bitplanes", &bitplanes_py, py::arg("buf"), py::arg("inverse") = false, py::arg("isa") = "",
           "The 8 bit planes of a byte buffer, trailing n % 8 bytes as is (inverse=True: back to bytes).");

@@ -97,6 +97,25 @@ size_t lz4_pack_bound(size_t len, int size) {
     return 4 * static_cast<size_t>(size) + len + over;
 }
 
+size_t lz4_block_bound(size_t n) { return n <= kMaxPlane ? LZ4_COMPRESSBOUND(n) : 0; }
+
+size_t lz4_block_compress(const uint8_t* src, size_t n, uint8_t* dst) {
+    if (n > kMaxPlane) return 0;
+    LZ4_stream_t stream;
+    LZ4_initStream(&stream, sizeof stream);
+    const int c = LZ4_compress_fast_continue(&stream, reinterpret_cast<const char*>(src), reinterpret_cast<char*>(dst),
+                                             static_cast<int>(n), LZ4_compressBound(static_cast<int>(n)), 1);
+    return c > 0 ? static_cast<size_t>(c) : 0;
+}
+
+const char* lz4_block_decompress(const uint8_t* src, size_t len, uint8_t* dst, size_t n) {
+    if (len > static_cast<size_t>(INT_MAX) || n > static_cast<size_t>(INT_MAX)) return "lz4 block too large";
+    if (n == 0) return nullptr;  // an empty tensor: nothing to inflate, whatever follows (as codec._inflate)
+    const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(src), reinterpret_cast<char*>(dst),
+                                        static_cast<int>(len), static_cast<int>(n));
+    return got >= 0 && static_cast<size_t>(got) == n ? nullptr : "corrupt lz4 payload (or not the expected size)";
+}
+
 int lz4_library_version() { return LZ4_versionNumber(); }
 
 }  // namespace edgeinf

@@ -31,6 +31,13 @@ size_t lz4_pack_planes(Isa isa, const uint8_t* payload, size_t len, int size, bo
 const char* lz4_unpack_planes(Isa isa, const uint8_t* comp, size_t clen, int size, size_t n, bool bitplanes,
                               uint8_t* scratch, uint8_t* tmp, const uint8_t** planes);
 
+// One lz4 block of src[0, n) into dst (capacity >= lz4_block_bound(n)), with a freshly
+// zeroed stream: python-lz4's lz4.block.compress bytes. Returns the block's length.
+size_t lz4_block_bound(size_t n);
+size_t lz4_block_compress(const uint8_t* src, size_t n, uint8_t* dst);
+// Inflate an untrusted block into exactly n bytes of dst: nullptr, or what is wrong.
+const char* lz4_block_decompress(const uint8_t* src, size_t len, uint8_t* dst, size_t n);
+
 int lz4_library_version();
 
 }  // namespace edgeinf

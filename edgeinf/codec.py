@@ -283,6 +283,8 @@ def _compress(buf: bytes, spec: Spec, payload=None) -> bytes:
         parts = [_deflate(p, spec.stage, plane=True) for p in src]
         parts = [c if len(c) < n else src[k] for k, c in enumerate(parts)]
         parts.insert(0, struct.pack(f"<{size}I", *map(len, parts)))
+    elif spec.stage == "lz4":
+        return kernels.lz4_block(head, payload)  # compressed straight into the result (no join)
     else:
         parts = [_deflate(payload, spec.stage)]
     struct.pack_into("<Q", head, 24, sum(map(len, parts)))
@@ -301,14 +303,14 @@ def header_info(buf, limits: Optional[Limits] = None) -> Header:
                   tuple(shape), hl, raw, pc, ax if pc else None, shuf, bits)
 
 
-def _inflate(comp, stage: str, n: int, writable: bool = False):
-    """Exactly n bytes from one lz4 block or zstd frame, never more allocated (``writable``:
-    a bytearray from lz4, which a raw tensor can then be a view of)."""
+def _inflate(comp, stage: str, n: int):
+    """Exactly n bytes from one lz4 block or zstd frame, never more allocated (python-lz4 for
+    lz4: the reference ``kernels.decode``'s own inflation is tested against)."""
     try:
         if stage == "lz4":
             import lz4.block
 
-            out = lz4.block.decompress(comp, uncompressed_size=n, return_bytearray=writable) if n else b""
+            out = lz4.block.decompress(comp, uncompressed_size=n) if n else b""
         else:
             import zstandard
 
@@ -348,9 +350,9 @@ def _planes(comp: memoryview, h: Header) -> list:
     return out
 
 
-def _decompress(buf, h: Header, writable: bool = False):
+def _decompress(buf, h: Header):
     comp = memoryview(buf).cast("B")[h.header_len:]
-    return _planes(comp, h) if h.shuffle else _inflate(comp, h.stage, h.raw_len, writable)
+    return _planes(comp, h) if h.shuffle else _inflate(comp, h.stage, h.raw_len)
 
 
 def _tensor_magic(buf) -> bool:
@@ -362,10 +364,10 @@ def _tensor_magic(buf) -> bool:
 
 def _whole_f32(buf, out) -> bool:
     """A float32 tensor buffer that ``kernels.decode`` takes whole, in one call: no lossless
-    stage, or shuffled lz4 (checked before the image magic: ~1 us)."""
+    stage or lz4, which the kernel inflates itself (checked before the image magic: ~1 us)."""
     try:
-        return (len(buf) > 7 and bytes(buf[:4]) == MAGIC and buf[7] == 1 and (out is None or isinstance(out, np.ndarray))
-                and (not buf[6] & 6 or buf[6] & (6 | FLAG_SHUFFLE) == STAGES["lz4"] << 1 | FLAG_SHUFFLE))
+        return (len(buf) > 7 and bytes(buf[:4]) == MAGIC and buf[7] == 1 and not buf[6] & STAGES["zstd"] << 1
+                and (out is None or isinstance(out, np.ndarray)))
     except (TypeError, ValueError, IndexError):
         return False
 
@@ -395,12 +397,9 @@ def decode(buf, out: Optional[np.ndarray] = None, limits: Optional[Limits] = Non
     if out is not None and (not isinstance(out, np.ndarray) or out.shape != h.shape or out.dtype != h.dtype):
         got = (getattr(out, "shape", None), getattr(out, "dtype", type(out).__name__))
         raise CodecError(f"out must be an array of shape {h.shape} and dtype {h.dtype}, got {got}")
-    if h.stage == "lz4" and h.codec == "raw" and not h.shuffle and out is None and h.raw_len:
-        # NOTE: the decompressed bytes are the tensor: a view of lz4's bytearray, not a copy
-        # (2 allocations and a 125 KB copy fewer: 17 -> 9 us for docs/codec.md's activation)
-        return np.frombuffer(_decompress(buf, h, writable=True), h.dtype).reshape(h.shape)
-    # NOTE: kernels.decode inflates shuffled lz4 planes itself (a float16 tensor's, here)
-    payload = _decompress(buf, h) if h.stage and not (h.stage == "lz4" and h.shuffle) else None
+    # NOTE: kernels.decode inflates lz4 itself (a float16 tensor's, here): a raw tensor's
+    # block straight into the output array, one pass and no Python lz4 object
+    payload = _decompress(buf, h) if h.stage == "zstd" else None
     via_f32 = h.dtype == np.float16 and h.codec != "raw"
     target = None if via_f32 else out
     try:

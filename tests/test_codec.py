@@ -71,9 +71,9 @@ def test_lossless_stage_round_trips_and_compresses_zeros(name):
     assert codec.header_info(buf).stage == name.split("+")[1]
 
 
-def test_raw_lz4_decodes_to_a_writeable_view_of_its_own_bytes():
-    """raw+lz4 returns the decompressed bytearray as the tensor (no copy): still exact, its
-    own memory, writeable; a payload that inflates short or long is a CodecError."""
+def test_raw_lz4_decodes_into_its_own_writeable_array():
+    """raw+lz4 inflates straight into the returned array (no copy): still exact, its own
+    memory, writeable; a payload that inflates short or long is a CodecError."""
     for dt, shape in ((np.float32, (1, 3, 5, 7)), (np.float16, (9,)), (np.float32, ())):
         x = _x(shape).astype(dt)
         buf = codec.encode(x, "raw+lz4")

@@ -195,6 +195,46 @@ def test_native_lz4_stage_writes_the_python_lz4_reference_bytes_on_every_path():
         kernels.lz4_shuffled(bytes(32), bytes(15), 4, False, 4096)
 
 
+def test_native_plain_lz4_stage_is_python_lz4_both_ways_on_every_path():
+    """``+lz4`` without a shuffle: one native lz4 block written straight after the header,
+    byte for byte python-lz4's, and inflated by ``kernels.decode`` itself (a raw tensor
+    straight into the output) to what python-lz4's inflation gives."""
+    import lz4.block
+
+    lim = codec.DEFAULT_LIMITS
+    for x in _lz4_tensors():
+        for name in ("raw+lz4", "fp16+lz4", "bf16+lz4", "int8+lz4", "int8-pc+lz4", "int4-pc+lz4", "int2+lz4"):
+            buf = codec.encode(x, name)
+            h = codec.header_info(buf)
+            payload = lz4.block.decompress(buf[h.header_len:], uncompressed_size=h.raw_len) if h.raw_len else b""
+            ref = bytearray(buf[:h.header_len]) + lz4.block.compress(payload, store_size=False)
+            struct.pack_into("<Q", ref, 24, len(ref) - h.header_len)
+            assert bytes(ref) == buf, (name, x.shape, x.dtype)
+            assert kernels.lz4_block(buf[:h.header_len], payload) == buf
+            want = kernels.decode(buf, None, lim.max_elements, 8, lim.max_bytes, payload, "generic")
+            for isa in ISAS:
+                got = kernels.decode(buf, None, lim.max_elements, 8, lim.max_bytes, None, isa)
+                assert got.dtype == want.dtype and np.array_equal(got.view(np.uint8), want.view(np.uint8)), (name, isa)
+            out = np.empty(h.shape, want.dtype)
+            res = kernels.decode(buf, out, lim.max_elements, 8, lim.max_bytes, None)
+            assert np.shares_memory(res, out) or out.size == 0
+            np.testing.assert_array_equal(out, want)
+    with pytest.raises(ValueError, match="head"):
+        kernels.lz4_block(b"short", bytes(16))
+
+
+def test_a_corrupt_plain_lz4_block_is_a_codec_error():
+    x = _lz4_tensors()[0]
+    for name in ("raw+lz4", "int8-pc+lz4"):
+        buf = bytearray(codec.encode(x, name))
+        hl = codec.header_info(bytes(buf)).header_len
+        buf[hl:] = b"\xff" * (len(buf) - hl)  # match lengths past the output
+        with pytest.raises(CodecError, match="corrupt lz4"):
+            codec.decode(bytes(buf))
+        with pytest.raises(CodecError, match="corrupt lz4"):
+            codec.decode(bytes(buf), out=np.zeros_like(x))
+
+
 def test_a_corrupt_lz4_plane_is_a_codec_error():
     x = _lz4_tensors()[0]
     buf = bytearray(codec.encode(x, "raw+shuf+lz4"))
