@@ -388,6 +388,23 @@ static void lz4_planes_paths(Isa isa, int fuzz_cases) {
         std::vector<uint8_t> back(4 * n);
         shuffle_ops(isa).unshuffle(planes, n, 4, back.data());  // every plane pointer is readable for n bytes
     }
+    // one plain block: round trip, and mutated blocks inflate to exactly n bytes or are refused
+    std::vector<uint8_t> block(lz4_block_bound(in.size())), back(in.size());
+    block.resize(lz4_block_compress(in.data(), in.size(), block.data()));
+    CHECK(!block.empty() && block.size() <= lz4_block_bound(in.size()), "lz4 block of %zu bytes: %zu", in.size(),
+          block.size());
+    CHECK(lz4_block_decompress(block.data(), block.size(), back.data(), back.size()) == nullptr && back == in,
+          "lz4 block round trip");
+    CHECK(lz4_block_decompress(block.data(), block.size(), back.data(), back.size() - 1) != nullptr,
+          "lz4 block into one byte less is refused");
+    for (int i = 0; i < fuzz_cases / 10; ++i) {
+        std::vector<uint8_t> b = block;
+        b[rng() % b.size()] ^= 1 << (rng() % 8);
+        if (rng() % 2) b.resize(rng() % (b.size() + 1));
+        std::vector<uint8_t> exact(b.begin(), b.end()), dst(in.size());
+        if (exact.empty()) continue;
+        lz4_block_decompress(exact.data(), exact.size(), dst.data(), dst.size());
+    }
     if (fuzz_cases) std::printf("lz4 planes fuzz (%s): %d cases, %d refused\n", isa_name(isa), fuzz_cases / 10, refused);
 }
 
