@@ -247,17 +247,14 @@ def _zstd(kind: str):
     return obj
 
 
-def _deflate(data, stage: str, plane: bool = False) -> bytes:
-    if stage == "lz4":
-        import lz4.block
-
-        return lz4.block.compress(data, store_size=False)
+def _zstd_deflate(data, plane: bool = False) -> bytes:
+    """The zstd stage (lz4 is native: ``kernels.lz4_block``, ``kernels.lz4_shuffled``)."""
     # NOTE: on byte planes level 1 is both faster and smaller than 3 (its entropy tables fit
     # a plane better): a real hand_landmark activation's planes, 105,344 vs 106,272 bytes
     return _zstd("c1" if plane else "c").compress(data)
 
 
-_SAMPLE = 4096  # bytes of a plane the lz4 stage judges it on (kernels.lz4_planes)
+_SAMPLE = 4096  # bytes of a plane the lz4 stage judges it on (kernels.lz4_shuffled)
 
 
 def _compress(buf: bytes, spec: Spec, payload=None) -> bytes:
@@ -280,13 +277,13 @@ def _compress(buf: bytes, spec: Spec, payload=None) -> bytes:
             return kernels.lz4_shuffled(head, payload, size, spec.bitplanes, _SAMPLE)
         planes = memoryview(kernels.shuffle(payload, size))
         src = [planes[k * n:(k + 1) * n] for k in range(size)]
-        parts = [_deflate(p, spec.stage, plane=True) for p in src]
+        parts = [_zstd_deflate(p, plane=True) for p in src]
         parts = [c if len(c) < n else src[k] for k, c in enumerate(parts)]
         parts.insert(0, struct.pack(f"<{size}I", *map(len, parts)))
     elif spec.stage == "lz4":
         return kernels.lz4_block(head, payload)  # compressed straight into the result (no join)
     else:
-        parts = [_deflate(payload, spec.stage)]
+        parts = [_zstd_deflate(payload)]
     struct.pack_into("<Q", head, 24, sum(map(len, parts)))
     return b"".join([head, *parts])  # one copy of the payload
 
