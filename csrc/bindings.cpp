@@ -99,8 +99,12 @@ py::array_t<float> dequantize_int8(py::array_t<int8_t, py::array::forcecast> q, 
 }
 
 // ---- codec ----
+py::bytes encode_lz4(Isa isa, const void* src, DType dt, Codec c, bool per_channel, int ndim, const uint64_t* dims,
+                     int axis, bool shuffle, bool bitplanes, size_t sample);
+
 py::bytes encode(const py::array& x, int codec, bool per_channel, int axis, int dtype_tag,
-                 const std::string& isa_name_, bool header_only) {
+                 const std::string& isa_name_, bool header_only, int stage, bool shuffle, bool bitplanes,
+                 size_t sample) {
     const Isa isa = pick_isa(isa_name_);
     const bool f16 = same_dtype(x.dtype(), py::dtype("float16"));
     if (!f16 && !same_dtype(x.dtype(), py::dtype::of<float>()))
@@ -116,6 +120,16 @@ py::bytes encode(const py::array& x, int codec, bool per_channel, int axis, int 
     for (int i = 0; i < x.ndim(); ++i) dims[i] = static_cast<uint64_t>(x.shape(i));
     if (per_channel && (axis < 0 || axis >= x.ndim())) throw std::invalid_argument("axis out of range");
     const DType dt = static_cast<DType>(dtype_tag);
+    if (stage != 0 && stage != 1) throw std::invalid_argument("stage must be 0 (none) or 1 (lz4) here");
+    if (shuffle && (stage != 1 || (c != Codec::Raw && c != Codec::F16 && c != Codec::BF16)))
+        throw std::invalid_argument("shuffle is for raw/fp16/bf16 with the lz4 stage");
+    if (bitplanes && !shuffle) throw std::invalid_argument("bitplanes needs shuffle");
+    if (sample == 0 || sample > 65535) throw std::invalid_argument("sample must be 1..65535 bytes");
+    if (stage == 1) {
+        if (header_only) throw std::invalid_argument("header_only has no stage");
+        return encode_lz4(isa, src, dt, c, per_channel, static_cast<int>(x.ndim()), dims, axis, shuffle, bitplanes,
+                          sample);
+    }
     if (header_only) {  // the shuffle stages read a raw payload from x itself: no copy of it here
         if (c != Codec::Raw || per_channel) throw std::invalid_argument("header_only is for the raw codec");
         uint8_t head[kFixedHeader + 8 * kMaxNdim];
@@ -135,6 +149,61 @@ py::bytes encode(const py::array& x, int codec, bool per_channel, int axis, int 
     }
     check_status(st, "encode");
     return out;
+}
+
+// encode with the lz4 stage in the same call (codec.encode's common case): header, payload
+// (x's own bytes for raw, else quantized into a scratch buffer) and lz4 (one block, or the
+// shuffled planes) straight into the result. The bytes of encode + codec._compress.
+py::bytes encode_lz4(Isa isa, const void* src, DType dt, Codec c, bool per_channel, int ndim, const uint64_t* dims,
+                     int axis, bool shuffle, bool bitplanes, size_t sample) {
+    uint64_t numel = 1;
+    for (int i = 0; i < ndim; ++i) numel *= dims[i];
+    const size_t plen = codec_payload_len(c, dt, numel);
+    const size_t n = encoded_len(c, dt, per_channel, ndim, dims, axis);
+    const size_t hl = n - plen;
+    std::unique_ptr<uint8_t[]> staged;  // header + payload of a non-raw codec
+    uint8_t head[kFixedHeader + 8 * kMaxNdim];
+    const uint8_t* hsrc = head;
+    const uint8_t* payload = static_cast<const uint8_t*>(src);
+    if (c == Codec::Raw) {
+        write_header(dt, c, false, ndim, dims, -1, head);
+    } else {
+        std::vector<float> scratch(encode_scratch_floats(per_channel, ndim, dims, axis));
+        staged.reset(new uint8_t[n]);
+        int st;
+        {
+            py::gil_scoped_release nogil;
+            st = encode_tensor(isa, src, dt, c, per_channel, ndim, dims, axis, staged.get(), n, scratch.data());
+        }
+        check_status(st, "encode");
+        hsrc = staged.get();
+        payload = staged.get() + hl;
+    }
+    const int es = c == Codec::Raw && dt == DType::F32 ? 4 : 2;
+    const size_t bound = hl + (shuffle ? lz4_pack_bound(plen, es) : lz4_block_bound(plen)) + 1;
+    if (!shuffle && plen && !lz4_block_bound(plen)) throw std::invalid_argument("x is larger than one lz4 block takes");
+    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(bound));
+    if (!obj) throw py::error_already_set();
+    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    size_t packed;
+    {
+        py::gil_scoped_release nogil;
+        std::memcpy(dst, hsrc, hl);
+        dst[6] |= static_cast<uint8_t>((1 << kStageShift) | (shuffle ? kFlagShuffle : 0) | (bitplanes ? kFlagBitPlanes : 0));
+        if (shuffle) {
+            std::unique_ptr<uint8_t[]> scratch(new uint8_t[plen + plen / es]);  // uninitialized: see lz4_shuffled_py
+            packed = lz4_pack_planes(isa, payload, plen, es, bitplanes, sample, scratch.get(), dst + hl);
+        } else {
+            packed = lz4_block_compress(payload, plen, dst + hl);
+        }
+        for (int i = 0; i < 8; ++i) dst[24 + i] = static_cast<uint8_t>(static_cast<uint64_t>(packed) >> (8 * i));
+    }
+    if (!packed) {
+        Py_DECREF(obj);
+        throw std::runtime_error("encode: lz4 failed");  // cannot happen with a bound-sized output
+    }
+    if (_PyBytes_Resize(&obj, static_cast<py::ssize_t>(hl + packed)) < 0) throw py::error_already_set();
+    return py::reinterpret_steal<py::bytes>(obj);
 }
 
 struct View {
@@ -520,8 +589,10 @@ PYBIND11_MODULE(_kernels, m) {
     m.def("dequantize_int8", &dequantize_int8, py::arg("q"), py::arg("scale"), py::arg("zero_point") = 0,
           "Inverse of quantize_int8: (q - zero_point) * scale.");
     m.def("encode", &encode, py::arg("x"), py::arg("codec"), py::arg("per_channel"), py::arg("axis"),
-          py::arg("dtype"), py::arg("isa") = "", py::arg("header_only") = false,
-          "Encoded tensor (header + payload) as bytes; header_only (raw only): the header alone.");
+          py::arg("dtype"), py::arg("isa") = "", py::arg("header_only") = false, py::arg("stage") = 0,
+          py::arg("shuffle") = false, py::arg("bitplanes") = false, py::arg("sample") = 4096,
+          "Encoded tensor (header + payload) as bytes; header_only (raw only): the header alone; "
+          "stage=1: with the lz4 stage (shuffle, bitplanes: +shuf/+bshuf; sample: bytes a plane is judged on).");
     m.def("header_info", &header_info, py::arg("buf"), py::arg("max_elements"), py::arg("max_ndim"),
           py::arg("max_bytes"),
           "(codec, stage, dtype, shape, header_len, raw_len, per_channel, axis); raises FormatError.");

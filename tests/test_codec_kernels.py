@@ -235,6 +235,29 @@ def test_a_corrupt_plain_lz4_block_is_a_codec_error():
             codec.decode(bytes(buf), out=np.zeros_like(x))
 
 
+def test_encode_in_one_native_call_writes_the_step_by_step_bytes():
+    """``codec.encode`` hands a C-contiguous float tensor to ``kernels.encode`` whole (header,
+    payload and the lz4 stage in one call); anything else (here: the same values as a strided
+    view) goes step by step through Python. Both must write the same bytes, for every codec
+    and both dtypes, and refuse non-finite values to quantized codecs alike."""
+    rng = np.random.default_rng(12)
+    for dt in (np.float32, np.float16):
+        x = (rng.standard_normal((3, 40, 7)) * 3).astype(dt)
+        wide = np.zeros((3, 40, 14), dt)
+        wide[..., ::2] = x
+        strided = wide[..., ::2]
+        assert not strided.flags.c_contiguous and np.array_equal(strided, x)
+        for name in codec.CODECS:
+            for axis in (None, -1):
+                assert codec.encode(x, name, axis=axis) == codec.encode(strided, name, axis=axis), (name, dt, axis)
+    bad = np.ones((2, 8), np.float32)
+    bad[1, 3] = np.nan
+    for name in ("int8+lz4", "int4-pc+lz4", "int8"):
+        for arr in (bad, np.asfortranarray(bad)):
+            with pytest.raises(CodecError, match="finite values only"):
+                codec.encode(arr, name)
+
+
 def test_a_corrupt_lz4_plane_is_a_codec_error():
     x = _lz4_tensors()[0]
     buf = bytearray(codec.encode(x, "raw+shuf+lz4"))
