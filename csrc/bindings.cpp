@@ -575,6 +575,21 @@ py::dict build_info() {
 
 }  // namespace
 
+namespace edgeinf {
+bool numpy_array_api(NewFromDescr* new_from_descr, SetBaseObject* set_base) {
+    try {
+        auto& api = py::detail::npy_api::get();
+        *new_from_descr = reinterpret_cast<NewFromDescr>(api.PyArray_NewFromDescr_);
+        *set_base = reinterpret_cast<SetBaseObject>(api.PyArray_SetBaseObject_);
+        return *new_from_descr && *set_base;
+    } catch (py::error_already_set& e) {
+        e.restore();
+        PyErr_Clear();
+        return false;
+    }
+}
+}  // namespace edgeinf
+
 PYBIND11_MODULE(_kernels, m) {
     g_best = best_isa();
     m.doc() = "edgeinf native kernels (see csrc/)";
