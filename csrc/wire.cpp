@@ -62,6 +62,62 @@ struct Setup {
 // Native spec codes (protocol._native_spec writes them).
 enum Spec : long { kUint = 1, kNum = 2, kStr = 3, kNumbers = 4, kStrList = 5, kList = 6, kCall = 7 };
 
+// -- strings every message repeats: field names, dtype names, "raw" ----------------------
+// NOTE: the parser hands out one interned object per known string instead of a new str: no
+// allocation, a cached hash, and the schema lookup that follows matches by identity. A
+// compact table (1 cache line of slots, 40-byte entries) because the whole decode runs cold
+// after every wake: what it touches is most of its cost (docs/benchmarks.md, "Framing").
+struct Known {
+    PyObject* obj;
+    unsigned char len;
+    char text[31];
+};
+constexpr int kKnownMax = 96, kKnownSlots = 128;
+Known g_known[kKnownMax];
+int g_nknown = 0;
+short g_slot[kKnownSlots];  // index + 1 into g_known, 0 empty
+
+inline unsigned known_hash(const char* t, size_t n) {
+    return static_cast<unsigned>(n * 31u + static_cast<unsigned char>(t[0]) * 7u +
+                                 static_cast<unsigned char>(t[n - 1])) & (kKnownSlots - 1);
+}
+
+PyObject* known(const char* t, size_t n) {  // a new reference, or nullptr when not known
+    if (n == 0 || n > sizeof(Known::text)) return nullptr;
+    for (unsigned h = known_hash(t, n), probes = 0; probes < kKnownSlots; h = (h + 1) & (kKnownSlots - 1), ++probes) {
+        const int i = g_slot[h];
+        if (!i) return nullptr;
+        const Known& k = g_known[i - 1];
+        if (k.len == n && std::memcmp(k.text, t, n) == 0) {
+            Py_INCREF(k.obj);
+            return k.obj;
+        }
+    }
+    return nullptr;
+}
+
+// Adds str `s` (ASCII, short) to the table, interned; silently skips anything else.
+void add_known(PyObject* s) {
+    if (!PyUnicode_CheckExact(s) || !PyUnicode_IS_ASCII(s) || g_nknown >= kKnownMax) return;
+    const Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    const char* t = reinterpret_cast<const char*>(PyUnicode_1BYTE_DATA(s));
+    if (n == 0 || n > static_cast<Py_ssize_t>(sizeof(Known::text))) return;
+    PyObject* have = known(t, static_cast<size_t>(n));
+    if (have) {
+        Py_DECREF(have);
+        return;
+    }
+    Py_INCREF(s);
+    PyUnicode_InternInPlace(&s);  // the schema's own key objects are interned literals already
+    Known& k = g_known[g_nknown++];
+    k.obj = s;
+    k.len = static_cast<unsigned char>(n);
+    std::memcpy(k.text, t, static_cast<size_t>(n));
+    unsigned h = known_hash(t, static_cast<size_t>(n));
+    while (g_slot[h]) h = (h + 1) & (kKnownSlots - 1);
+    g_slot[h] = static_cast<short>(g_nknown);
+}
+
 // -- JSON parsing: the subset, into Python objects; nullptr + no error set = "not handled" ---
 struct Parser {
     const char* p;
@@ -105,7 +161,8 @@ struct Parser {
             ++p;
         }
         if (p >= end) return nullptr;
-        PyObject* out = PyUnicode_FromStringAndSize(s, p - s);  // ASCII: never fails to decode
+        PyObject* out = known(s, static_cast<size_t>(p - s));
+        if (!out) out = PyUnicode_FromStringAndSize(s, p - s);  // ASCII: never fails to decode
         ++p;
         if (!out) failed = true;
         return out;
@@ -718,6 +775,15 @@ PyObject* py_setup(PyObject*, PyObject* const* args, Py_ssize_t n) {
     }
     Py_DECREF(probe);
     if (!edgeinf::numpy_array_api(&g.new_from_descr, &g.set_base)) g.new_from_descr = nullptr;
+    // the known strings: the schema's field names, the tensor entries', the dtype names, "raw"
+    for (int i = 0; i < g_nknown; ++i) Py_CLEAR(g_known[i].obj);
+    g_nknown = 0;
+    std::memset(g_slot, 0, sizeof g_slot);
+    pos = 0;
+    while (PyDict_Next(g.schema, &pos, &k, &spec)) add_known(k);
+    for (PyObject* s : {g.s_tensors, g.s_codec, g.s_name, g.s_dtype, g.s_shape, g.s_raw}) add_known(s);
+    pos = 0;
+    while (PyDict_Next(g.dtypes, &pos, &dname, &dobj)) add_known(dname);
     g.ready = true;
     Py_RETURN_NONE;
 }
