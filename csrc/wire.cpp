@@ -65,7 +65,7 @@ enum Spec : long { kUint = 1, kNum = 2, kStr = 3, kNumbers = 4, kStrList = 5, kL
 // -- strings every message repeats: field names, dtype names, "raw" ----------------------
 // NOTE: the parser hands out one interned object per known string instead of a new str: no
 // allocation, a cached hash, and the schema lookup that follows matches by identity. A
-// compact table (1 cache line of slots, 40-byte entries) because the whole decode runs cold
+// compact table (256 bytes of slots, 40-byte entries) because the whole decode runs cold
 // after every wake: what it touches is most of its cost (docs/benchmarks.md, "Framing").
 struct Known {
     PyObject* obj;
@@ -819,9 +819,6 @@ PyObject* py_encode(PyObject*, PyObject* const* args, Py_ssize_t n) {
     return encode(static_cast<long>(kind), args[1], static_cast<long>(flags), nt < 0 || nt > 0xFFFF ? -1 : static_cast<long>(nt), mm);
 }
 
-// wire_views(specs, buffers, codecs) -> {name: read-only ndarray} | None: Message.arrays for
-// messages whose every tensor is raw (``codecs``: one name or one per tensor); None for any
-// other, and for anything the Python ``unpack`` would refuse or say more about
 // numpy.ndarray(shape, dt, buffer=buf) for a read-only memoryview of exactly the bytes the
 // shape needs: through numpy's C API where it could be had (NOTE: ndarray()'s argument
 // parsing was 3-4 of the 4.5-6 us the views of one tensor cost cold, inside a round trip)
@@ -846,6 +843,9 @@ PyObject* view_of(PyObject* shape, PyObject* dt, PyObject* buf) {
     return a;
 }
 
+// wire_views(specs, buffers, codecs) -> {name: read-only ndarray} | None: Message.arrays for
+// messages whose every tensor is raw (``codecs``: one name or one per tensor); None for any
+// other, and for anything the Python ``unpack`` would refuse or say more about
 PyObject* py_views(PyObject*, PyObject* const* args, Py_ssize_t n) {
     if (cannot_run(n, 3, "wire_views(specs, buffers, codecs)")) return nullptr;
     PyObject *specs = args[0], *buffers = args[1], *codecs = args[2];
