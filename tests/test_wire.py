@@ -264,6 +264,21 @@ def test_views_agree_with_unpack(tensors, skew):
                 P.unpack(metas, bufs, "raw")
 
 
+def test_views_from_numpy_c_api_hold_their_frame_and_any_alignment():
+    """The views come from numpy's C API (PyArray_NewFromDescr): the frame's memoryview is
+    their base (the frame lives as long as the array), a frame at an odd address gives an
+    unaligned array with the right values, and none is writeable."""
+    x = np.arange(24, dtype=np.float64).reshape(2, 3, 4)
+    odd = memoryview(b"\0" + x.tobytes())[1:].toreadonly()
+    m = P.TensorMeta("x", "float64", (2, 3, 4))
+    v = K.wire_views([m], [odd], "raw")["x"]
+    assert v.base is odd and not v.flags.writeable and v.flags.c_contiguous
+    assert not v.flags.aligned and np.array_equal(v, x)
+    aligned = memoryview(x.tobytes()).toreadonly()
+    w = K.wire_views([m], [aligned], "raw")["x"]
+    assert w.base is aligned and np.array_equal(w, x) and w.strides == x.strides
+
+
 def test_views_decline_what_is_not_plain_raw():
     m = P.TensorMeta("x", "float32", (2,))
     ok = memoryview(bytes(8)).toreadonly()
