@@ -151,6 +151,30 @@ py::bytes encode(const py::array& x, int codec, bool per_channel, int axis, int 
     return out;
 }
 
+// A staged buffer: head (hl bytes, byte 6 OR-ed with flags) then what pack(dst) writes there
+// (at most bound bytes, GIL released), its length stored at offset 24; the bytes object is
+// allocated at the bound and shrunk in place (realloc), so the output is never copied again.
+template <class Pack>
+py::bytes staged_bytes(const uint8_t* head, size_t hl, uint8_t flags, size_t bound, Pack pack) {
+    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(hl + bound));
+    if (!obj) throw py::error_already_set();
+    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
+    size_t packed;
+    {
+        py::gil_scoped_release nogil;
+        std::memcpy(dst, head, hl);
+        dst[6] |= flags;
+        packed = pack(dst + hl);
+        for (int i = 0; i < 8; ++i) dst[24 + i] = static_cast<uint8_t>(static_cast<uint64_t>(packed) >> (8 * i));
+    }
+    if (!packed) {
+        Py_DECREF(obj);
+        throw std::runtime_error("lz4 failed");  // cannot happen with a bound-sized output
+    }
+    if (_PyBytes_Resize(&obj, static_cast<py::ssize_t>(hl + packed)) < 0) throw py::error_already_set();
+    return py::reinterpret_steal<py::bytes>(obj);
+}
+
 // encode with the lz4 stage in the same call (codec.encode's common case): header, payload
 // (x's own bytes for raw, else quantized into a scratch buffer) and lz4 (one block, or the
 // shuffled planes) straight into the result. The bytes of encode + codec._compress.
@@ -180,30 +204,16 @@ py::bytes encode_lz4(Isa isa, const void* src, DType dt, Codec c, bool per_chann
         payload = staged.get() + hl;
     }
     const int es = c == Codec::Raw && dt == DType::F32 ? 4 : 2;
-    const size_t bound = hl + (shuffle ? lz4_pack_bound(plen, es) : lz4_block_bound(plen)) + 1;
     if (!shuffle && plen && !lz4_block_bound(plen)) throw std::invalid_argument("x is larger than one lz4 block takes");
-    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(bound));
-    if (!obj) throw py::error_already_set();
-    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
-    size_t packed;
-    {
-        py::gil_scoped_release nogil;
-        std::memcpy(dst, hsrc, hl);
-        dst[6] |= static_cast<uint8_t>((1 << kStageShift) | (shuffle ? kFlagShuffle : 0) | (bitplanes ? kFlagBitPlanes : 0));
-        if (shuffle) {
-            std::unique_ptr<uint8_t[]> scratch(new uint8_t[plen + plen / es]);  // uninitialized: see lz4_shuffled_py
-            packed = lz4_pack_planes(isa, payload, plen, es, bitplanes, sample, scratch.get(), dst + hl);
-        } else {
-            packed = lz4_block_compress(payload, plen, dst + hl);
-        }
-        for (int i = 0; i < 8; ++i) dst[24 + i] = static_cast<uint8_t>(static_cast<uint64_t>(packed) >> (8 * i));
-    }
-    if (!packed) {
-        Py_DECREF(obj);
-        throw std::runtime_error("encode: lz4 failed");  // cannot happen with a bound-sized output
-    }
-    if (_PyBytes_Resize(&obj, static_cast<py::ssize_t>(hl + packed)) < 0) throw py::error_already_set();
-    return py::reinterpret_steal<py::bytes>(obj);
+    const uint8_t flags = static_cast<uint8_t>((1 << kStageShift) | (shuffle ? kFlagShuffle : 0) |
+                                               (bitplanes ? kFlagBitPlanes : 0));
+    if (!shuffle)
+        return staged_bytes(hsrc, hl, flags, lz4_block_bound(plen) + 1,
+                            [&](uint8_t* out) { return lz4_block_compress(payload, plen, out); });
+    return staged_bytes(hsrc, hl, flags, lz4_pack_bound(plen, es), [&](uint8_t* out) {
+        std::unique_ptr<uint8_t[]> scratch(new uint8_t[plen + plen / es]);  // uninitialized: see lz4_shuffled_py
+        return lz4_pack_planes(isa, payload, plen, es, bitplanes, sample, scratch.get(), out);
+    });
 }
 
 struct View {
@@ -438,23 +448,12 @@ py::bytes lz4_shuffled_py(const py::buffer& head_buf, const py::buffer& buf, int
         throw std::invalid_argument("lz4_shuffled: element size must be 2 or 4 and divide the buffer length");
     if (sample == 0 || sample > 65535) throw std::invalid_argument("lz4_shuffled: sample must be 1..65535 bytes");
     if (hv.len < 32) throw std::invalid_argument("lz4_shuffled: head must hold a tensor header (>= 32 bytes)");
-    const size_t bound = hv.len + lz4_pack_bound(v.len, size);
-    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(bound));
-    if (!obj) throw py::error_already_set();
-    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
-    size_t packed;
-    {
-        py::gil_scoped_release nogil;
+    return staged_bytes(hv.ptr, hv.len, 0, lz4_pack_bound(v.len, size), [&](uint8_t* out) {
         // NOTE: not a std::vector: zero-filling 157 KB of scratch for the 125 KB activation
         // cost ~5 us of a 35 us encode, and every byte of it is written before it is read
         std::unique_ptr<uint8_t[]> scratch(new uint8_t[v.len + v.len / size]);
-        std::memcpy(dst, hv.ptr, hv.len);
-        packed = lz4_pack_planes(isa, v.ptr, v.len, size, bitplanes, sample, scratch.get(), dst + hv.len);
-        for (int i = 0; i < 8; ++i) dst[24 + i] = static_cast<uint8_t>(static_cast<uint64_t>(packed) >> (8 * i));
-    }
-    // NOTE: shrinking a fresh bytes object in place (realloc): no second copy of the output
-    if (_PyBytes_Resize(&obj, static_cast<py::ssize_t>(hv.len + packed)) < 0) throw py::error_already_set();
-    return py::reinterpret_steal<py::bytes>(obj);
+        return lz4_pack_planes(isa, v.ptr, v.len, size, bitplanes, sample, scratch.get(), out);
+    });
 }
 
 // The plain lz4 stage of encode in one call: head (the tensor header with its stage flag
@@ -466,22 +465,7 @@ py::bytes lz4_block_py(const py::buffer& head_buf, const py::buffer& buf) {
     if (hv.len < 32) throw std::invalid_argument("lz4_block: head must hold a tensor header (>= 32 bytes)");
     const size_t bound = lz4_block_bound(v.len);
     if (v.len && !bound) throw std::invalid_argument("lz4_block: buf is larger than one lz4 block takes");
-    PyObject* obj = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(hv.len + bound + 1));
-    if (!obj) throw py::error_already_set();
-    uint8_t* dst = reinterpret_cast<uint8_t*>(PyBytes_AS_STRING(obj));
-    size_t packed;
-    {
-        py::gil_scoped_release nogil;
-        std::memcpy(dst, hv.ptr, hv.len);
-        packed = lz4_block_compress(v.ptr, v.len, dst + hv.len);
-        for (int i = 0; i < 8; ++i) dst[24 + i] = static_cast<uint8_t>(static_cast<uint64_t>(packed) >> (8 * i));
-    }
-    if (!packed) {
-        Py_DECREF(obj);
-        throw std::runtime_error("lz4_block: lz4 failed");  // cannot happen with a bound-sized output
-    }
-    if (_PyBytes_Resize(&obj, static_cast<py::ssize_t>(hv.len + packed)) < 0) throw py::error_already_set();
-    return py::reinterpret_steal<py::bytes>(obj);
+    return staged_bytes(hv.ptr, hv.len, 0, bound + 1, [&](uint8_t* out) { return lz4_block_compress(v.ptr, v.len, out); });
 }
 
 // ---- preprocess ----
