@@ -37,6 +37,21 @@ def test_link_estimator_tracks_a_10x_step_in_two_samples():
     assert est.estimate(1.3).mbps < 2.6  # within 2x of 1.28 after two samples
 
 
+def test_a_sample_after_a_long_gap_counts_more_than_one_after_a_short_one():
+    """Probes while local come once a second: each must move the estimate further than a
+    request's sample 0.1 s after the last (the old estimate is older, so worth less)."""
+    def after(gap_s):
+        est = LinkEstimator()
+        est.observe(0.0, 500, 4.0)  # the RTT
+        for i in range(20):  # 24 kB in 4 ms RTT + 96 ms: 2 Mbit/s, settled
+            est.observe(0.1 * i, 24000, 100.0)
+        est.observe(1.9 + gap_s, 24000, 13.6)  # now 20 Mbit/s
+        return est.estimate(1.9 + gap_s).mbps
+    quick, slow = after(0.1), after(1.0)
+    assert quick < slow, (quick, slow)
+    assert slow > 10.0, slow  # most of the way from 2 to 20 after one probe
+
+
 def test_link_confidence_decays_and_stale_link_wants_a_probe():
     est = LinkEstimator(tau_s=2.0)
     est.observe(0.0, 16000, 30.0)

@@ -3,7 +3,8 @@
 - :class:`LinkEstimator`: uplink bandwidth and RTT from real transfers (bytes sent, time
   from send to reply minus the server's own time). Bandwidth is tracked as an EWMA of its
   logarithm with a variance, so one slow transfer does not halve the estimate and a 10x
-  step is followed in two or three samples (a surprising sample gets a larger gain).
+  step is followed in two or three samples (a surprising sample, or one long after the
+  last, gets a larger gain).
   Confidence decays with the age of the last sample; ``needs_probe`` says when to send a
   small probe. A failed transfer marks the link down until a transfer succeeds.
 - :class:`DeviceEstimator`: slowdown of the device vs its profile, from measured head times,
@@ -127,14 +128,21 @@ class LinkEstimator:
             serial_ms = nbytes * 8 / math.exp(self.bw.mean if self.bw.mean is not None else self.prior[0]) * 1000.0
             self.rtt.update(now_s, max(transfer_ms - serial_ms, 0.25 * transfer_ms, 0.1))
             return
-        self.bw_s = now_s
+        prev_bw_s, self.bw_s = self.bw_s, now_s
         if transfer_ms < rtt:  # no transfer is faster than the RTT: the RTT fell
             self.rtt.update(now_s, 0.5 * transfer_ms)
             rtt = self.rtt.value
         serial_ms = max(transfer_ms - rtt, 0.05 * transfer_ms, 0.2)
         x = math.log(nbytes * 8 / (serial_ms / 1000.0))
         surprise = self.bw.mean is not None and abs(x - self.bw.mean) > max(3 * self.bw.std, math.log(2.0))
-        self.bw.update(x, self.surprise_alpha if surprise else None)
+        # NOTE: the older the last bandwidth sample, the more this one counts (an EWMA over
+        # irregular samples: the old estimate's weight decays with time, as its confidence
+        # does in ``estimate``). With a fixed gain, a link sampled once a second by probes
+        # (a local plan) needed 4-5 probes to follow a 10x step up, and the exact replay of
+        # tests/test_byom.py's trace stayed local through a whole 4 s high segment
+        age = math.inf if prev_bw_s is None else max(now_s - prev_bw_s, 0.0)
+        base = self.surprise_alpha if surprise else self.bw.alpha
+        self.bw.update(x, 1.0 - (1.0 - base) * math.exp(-age / self.tau_s))
 
     def fail(self, now_s: float, nbytes: int = 0, waited_ms: Optional[float] = None) -> None:
         """A transfer failed. ``waited_ms`` given (a timeout): the link moved ``nbytes`` slower
