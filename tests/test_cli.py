@@ -93,6 +93,28 @@ def test_bad_arguments_are_one_line_from_the_command_that_took_them(args, prog):
     assert line.startswith(f"{prog}: error:") and f"`{prog} --help`" in line
 
 
+# each of these ran before it was refused: a benchmark on nonsense, Ray started for nothing, a
+# ZeroDivisionError a minute in, a broker that dropped every worker at once
+@pytest.mark.parametrize("args,flag,says", [
+    (["bench", "transport", "--seconds", "-1"], "--seconds", "> 0"),
+    (["bench", "transport", "--seconds", "nan"], "--seconds", "> 0"),
+    (["bench", "scaleout", "--clients", "0"], "--clients", "integer >= 1"),
+    (["bench", "fleet", "--resolution-ms", "0"], "--resolution-ms", "> 0"),
+    (["bench", "fleet", "--utilisation", "0"], "--utilisation", "(0, 1]"),
+    (["bench", "controller", "--accuracy-floor", "3"], "--accuracy-floor", "[0, 1]"),
+    (["bench", "llm", "--target", "2"], "--target", "(0, 1]"),
+    (["broker", "--heartbeat", "0"], "--heartbeat", "> 0"),
+    (["demo", "--offset", "-50"], "--offset", ">= 0"),
+    (["generate", "smollm2", "hi", "--threshold", "4"], "--threshold", "[0, 1]"),
+    (["serve", "--ray", "--replica-cpus", "0"], "--replica-cpus", "> 0"),
+    (["worker", "--drain", "soon"], "--drain", "expected a number >= 0, got 'soon'"),
+    (["split", "m", "--accuracy-floor", "9"], "--accuracy-floor", "[0, 1]")])
+def test_a_number_out_of_range_is_refused_before_any_work(args, flag, says):
+    prog = "edgeinf " + " ".join(args[:2] if args[0] == "bench" else args[:1])
+    line = _one_line_error(cli(*args, check=False), code=2)
+    assert line.startswith(f"{prog}: error: argument {flag}: ") and says in line, line
+
+
 @pytest.mark.parametrize("args,says", [(["--isa", "avx9"], "does not run here"), (["--repeat", "0"], "at least 1")])
 def test_bench_kernels_refuses_an_isa_it_cannot_run_and_a_repeat_below_one(args, says):
     line = _one_line_error(cli("bench", "kernels", *args, check=False))

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from ..cli._util import positive_int
 from ..package import open_package
 from ..transport import protocol, testing
 from ..transport.protocol import Kind
@@ -31,7 +32,7 @@ from ..transport.protocol import Kind
 
 def register(sub) -> None:
     p = sub.add_parser("broker", help="broker: duplicates after a stall, fairness, BUSY latency under a burst")
-    p.add_argument("--trials", type=int, default=3, help="stall trials (default 3)")
+    p.add_argument("--trials", type=positive_int, default=3, help="stall trials (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

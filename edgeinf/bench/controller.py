@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli._util import fraction, positive
 from ..errors import ConfigError
 
 
@@ -32,9 +33,9 @@ def add_arguments(p) -> None:
     p.add_argument("--live-baselines", action="store_true",
                    help="also run always-local and always-offload live (each over the same trace segment)")
     p.add_argument("--delay-ms", type=float, default=10.0, help="one-way link delay (default 10)")
-    p.add_argument("--deadline-ms", type=float, default=None, help="per-request deadline (default 4x local)")
+    p.add_argument("--deadline-ms", type=positive, default=None, help="per-request deadline (default 4x local)")
     p.add_argument("--objective", default="latency", choices=["latency", "accuracy", "energy"])
-    p.add_argument("--accuracy-floor", type=float, default=0.9, help="min agreement for a plan (default 0.9)")
+    p.add_argument("--accuracy-floor", type=fraction, default=0.9, help="min agreement for a plan (default 0.9)")
     p.add_argument("--outage", action="append", default=[], metavar="START:DUR",
                    help="cut the link DUR s from START s after the stream starts (repeatable)")
     p.add_argument("--plot", type=Path, default=None, help="PNG path (default: controller_<trace>.png in cwd)")

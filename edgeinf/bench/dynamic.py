@@ -11,13 +11,15 @@ import time
 
 import numpy as np
 
+from ..cli._util import non_negative_int
+
 PROFILE = "drop1"
 
 
 def register(sub) -> None:
     p = sub.add_parser("dynamic", help="early exit, slimmable widths, width/branch switching")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--samples", type=int, default=0, help="test samples to time (0: all)")
+    p.add_argument("--samples", type=non_negative_int, default=0, help="test samples to time (0: all)")
     p.add_argument("--profile", default=PROFILE, help=f"exit profile to compare (default {PROFILE})")
     p.add_argument("--plot", metavar="PNG", help="write the accuracy/latency plot here")
     p.add_argument("--no-branch", action="store_true", help="skip the hand-landmark branch switching")

@@ -29,6 +29,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ..cli._util import fraction, non_negative, positive, positive_int, share
+
 
 def register(sub) -> None:
     p = sub.add_parser("fleet", help="N simulated devices replaying a trace: cloud requests/s, replicas "
@@ -37,19 +39,19 @@ def register(sub) -> None:
     p.add_argument("--trace", type=Path, default=None, help="mahimahi uplink trace (default: the bundled T-Mobile LTE)")
     p.add_argument("--model", default="hand_landmark_full", help="zoo model or model file (its cached package and profile)")
     p.add_argument("--device", default="raspberry-pi-4", help="emulated device (pace) or 'native'")
-    p.add_argument("--rate", type=float, default=10.0, help="requests/s per device (default 10)")
-    p.add_argument("--duration", type=float, default=60.0, help="seconds simulated (default 60)")
-    p.add_argument("--delay-ms", type=float, default=10.0, help="one-way link delay (default 10)")
-    p.add_argument("--deadline-ms", type=float, default=None, help="per-request deadline (default 4x local)")
+    p.add_argument("--rate", type=positive, default=10.0, help="requests/s per device (default 10)")
+    p.add_argument("--duration", type=positive, default=60.0, help="seconds simulated (default 60)")
+    p.add_argument("--delay-ms", type=non_negative, default=10.0, help="one-way link delay (default 10)")
+    p.add_argument("--deadline-ms", type=positive, default=None, help="per-request deadline (default 4x local)")
     p.add_argument("--objective", default="latency", choices=["latency", "accuracy", "energy"])
-    p.add_argument("--accuracy-floor", type=float, default=0.9)
-    p.add_argument("--service-ms", type=float, default=None,
+    p.add_argument("--accuracy-floor", type=fraction, default=0.9)
+    p.add_argument("--service-ms", type=positive, default=None,
                    help="per-replica service time of one cloud request (default: the mix's measured mean)")
-    p.add_argument("--replicas", type=int, action="append", default=None,
+    p.add_argument("--replicas", type=positive_int, action="append", default=None,
                    help="capacity limits to replay the stream through (repeatable; default: half, 1x and "
                         "the peak-second need)")
-    p.add_argument("--utilisation", type=float, default=0.7, help="utilisation replicas are sized for (default 0.7)")
-    p.add_argument("--resolution-ms", type=float, default=1000.0, help="offset resolution (default 1000)")
+    p.add_argument("--utilisation", type=share, default=0.7, help="utilisation replicas are sized for (default 0.7)")
+    p.add_argument("--resolution-ms", type=positive, default=1000.0, help="offset resolution (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)

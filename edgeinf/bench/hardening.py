@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import imagecodec
+from ..cli._util import positive_int
 from ..package import open_package
 from ..transport import fuzz, protocol, testing
 from ..transport.protocol import Kind
@@ -29,7 +30,7 @@ from ..transport.protocol import Kind
 
 def register(sub) -> None:
     p = sub.add_parser("hardening", help="structured fuzz + attack classes against live worker/broker processes")
-    p.add_argument("--n", type=int, default=100_000, help="structured-fuzz messages per process (default 10^5)")
+    p.add_argument("--n", type=positive_int, default=100_000, help="structured-fuzz messages per process (default 10^5)")
     p.add_argument("--no-broker", action="store_true", help="fuzz the worker only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

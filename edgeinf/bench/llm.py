@@ -32,6 +32,8 @@ from typing import Dict, List
 
 import numpy as np
 
+from ..cli._util import non_negative_int, share
+
 
 def register(sub) -> None:
     p = sub.add_parser("llm", help="language models: local/cloud/escalate/speculate over emulated round trips")
@@ -42,8 +44,8 @@ def register(sub) -> None:
     p.add_argument("--max-tokens", type=int, default=32, help="tokens per answer (default 32)")
     p.add_argument("--edge-pace", type=float, default=2.0,
                    help="emulated edge: this many times slower than one core here (default 2)")
-    p.add_argument("--target", type=float, default=0.95, help="escalate: agreement to calibrate for (default 0.95)")
-    p.add_argument("--failover", type=int, default=3, help="answers per failure kind (kill -9, link cut; default 3)")
+    p.add_argument("--target", type=share, default=0.95, help="escalate: agreement to calibrate for (default 0.95)")
+    p.add_argument("--failover", type=non_negative_int, default=3, help="answers per failure kind (kill -9, link cut; default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

@@ -20,15 +20,17 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ..cli._util import positive, positive_int
+
 SCALEOUT_KEYS = ("replicas_1", "replicas_2", "scale_ratio", "ray_vs_worker", "kill")
 
 
 def register(sub) -> None:
     p = sub.add_parser("scaleout", help="Ray Serve front: 1 vs 2 replicas, vs the plain worker, replica kill -9")
-    p.add_argument("--seconds", type=float, default=8.0, help="load per measurement (default 8)")
-    p.add_argument("--clients", type=int, default=4, help="closed-loop clients (default 4)")
-    p.add_argument("--window", type=int, default=2, help="requests each client keeps in flight (default 2)")
-    p.add_argument("--rounds", type=int, default=2,
+    p.add_argument("--seconds", type=positive, default=8.0, help="load per measurement (default 8)")
+    p.add_argument("--clients", type=positive_int, default=4, help="closed-loop clients (default 4)")
+    p.add_argument("--window", type=positive_int, default=2, help="requests each client keeps in flight (default 2)")
+    p.add_argument("--rounds", type=positive_int, default=2,
                    help="1- and 2-replica measurements alternate this many times; medians reported (default 2)")
     p.add_argument("--tail", choices=["matmul", "mobilenetv2"], default="matmul",
                    help="the graph served: a CPU-bound MatMul chain with a 1 kB input (default; about 15 ms on "

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import zmq
 
+from ..cli._util import positive
 from ..transport import _util, protocol
 from ..transport.protocol import Kind
 
@@ -30,7 +31,7 @@ SIZES = {"64k": 64 * 1024, "1m": 2**20, "8m": 8 * 2**20}
 def register(sub) -> None:
     p = sub.add_parser("transport", help="protocol overhead vs bare pyzmq (RTT, 64 KB / 1 MB / 8 MB)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--seconds", type=float, default=1.0, help="time per measurement (default 1)")
+    p.add_argument("--seconds", type=positive, default=1.0, help="time per measurement (default 1)")
     p.set_defaults(func=run)
 
 

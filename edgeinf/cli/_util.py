@@ -1,7 +1,9 @@
 """Small helpers shared by CLI commands."""
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
 
 import numpy as np
@@ -80,3 +82,29 @@ def llm_specs(specs) -> dict:
             raise ConfigError(f"--llm {name}: no file {path}")
         out[name] = str(Path(path).resolve())
     return out
+
+
+# -- argparse types: a number out of its range is refused before any work starts ------------
+# NOTE: as a ``type=``, argparse reports the error as ``edgeinf CMD: error: argument --X: ...``
+# (exit 2); checked in the command's body instead, a negative --seconds ran a benchmark on
+# nonsense and a zero --resolution-ms died in a ZeroDivisionError a minute in
+def _number(cast, ok, what: str):
+    def parse(text: str):
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return v
+
+    parse.__name__ = what
+    return parse
+
+
+positive = _number(float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
+non_negative = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
+fraction = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")  # NaN fails both
+share = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")

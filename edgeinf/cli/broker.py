@@ -5,19 +5,21 @@ import json
 import signal
 import sys
 
+from ._util import positive, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("broker", help="broker between edge clients and `edgeinf worker --connect` workers")
     p.add_argument("--frontend", default="tcp://127.0.0.1:5555", help="where clients connect (default loopback)")
     p.add_argument("--backend", default="tcp://127.0.0.1:5556", help="where workers connect (default loopback)")
-    p.add_argument("--heartbeat", type=float, default=0.5, help="seconds; a worker silent 3 periods is dropped")
+    p.add_argument("--heartbeat", type=positive, default=0.5, help="seconds; a worker silent 3 periods is dropped")
     p.add_argument("--curve-secret", metavar="FILE", help="broker .key_secret: CURVE on the frontend and/or backend")
     p.add_argument("--allow", metavar="DIR", help="directory of allowed client public keys (*.key): CURVE frontend")
     p.add_argument("--worker-allow", metavar="DIR",
                    help="directory of allowed worker public keys (*.key): CURVE backend (required with --allow)")
     p.add_argument("--allow-plaintext", action="store_true", help="allow plaintext on non-loopback endpoints")
-    p.add_argument("--per-client", type=int, default=8, help="requests one client may have in flight (default 8)")
-    p.add_argument("--max-clients", type=int, default=1024,
+    p.add_argument("--per-client", type=positive_int, default=8, help="requests one client may have in flight (default 8)")
+    p.add_argument("--max-clients", type=positive_int, default=1024,
                    help="distinct clients with requests in flight before BUSY (default 1024)")
     p.add_argument("--json", action="store_true", help="print the final stats as one JSON line on stdout at exit")
     p.set_defaults(func=run)

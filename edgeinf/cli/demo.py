@@ -12,13 +12,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ._util import non_negative
+
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="adaptive split inference over a replayed LTE trace, live (about a minute)")
     p.add_argument("--device", default="raspberry-pi-4", help="emulated device, or 'native' for real speed")
     p.add_argument("--duration", type=float, default=35.0, help="seconds of requests (default 35)")
     p.add_argument("--rate", type=float, default=10.0, help="requests per second (default 10)")
-    p.add_argument("--offset", type=float, default=60.0, help="seconds into the trace (default 60)")
+    p.add_argument("--offset", type=non_negative, default=60.0, help="seconds into the trace (default 60)")
     p.add_argument("--trace", type=Path, default=None, help="mahimahi trace (default: shipped T-Mobile LTE)")
     p.add_argument("--no-outage", action="store_true", help="do not cut the link for 5 s mid-run")
     p.add_argument("--out", type=Path, default=Path("out/controller_demo.png"), help="plot path (default out/controller_demo.png)")

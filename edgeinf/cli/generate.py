@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ._util import print_json
+from ._util import fraction, positive_int, print_json
 
 
 def register(sub) -> None:
@@ -23,8 +23,8 @@ def register(sub) -> None:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    p.add_argument("--threshold", type=float, default=0.5, help="escalate: edge max probability to keep a token")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threshold", type=fraction, default=0.5, help="escalate: edge max probability to keep a token")
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--json", action="store_true", help="print one JSON object (text, mode, token sources, timings)")
     p.set_defaults(func=run)
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError
-from ._util import print_json
+from ._util import positive_int, print_json
 from .split import add_model_args, parse_shapes
 
 
@@ -23,7 +23,7 @@ def register(sub) -> None:
                    help="fidelity a codec needs to be chosen (default 0.99)")
     p.add_argument("--repeat", type=int, default=10, help="timed runs per measurement (default 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first, model mode (default 3)")
-    p.add_argument("--threads", type=int, default=None, help="engine intra-op threads (package mode: default 1)")
+    p.add_argument("--threads", type=positive_int, default=None, help="engine intra-op threads (package mode: default 1)")
     p.add_argument("-o", "--out", default=".", help="model mode: directory for <model>.profile.json and .png")
     p.add_argument("--json", action="store_true", help="print the profile as JSON")
     p.set_defaults(func=run)

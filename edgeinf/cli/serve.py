@@ -6,6 +6,8 @@ import signal
 import sys
 import time
 
+from ._util import non_negative, non_negative_int, positive, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("serve", help="serve packages and language models on autoscaled Ray Serve replicas "
@@ -18,27 +20,27 @@ def register(sub) -> None:
     p.add_argument("--llm", action="append", default=[], metavar="NAME=GGUF", help="language model (repeatable)")
     p.add_argument("--ray-address", default=None,
                    help="join this Ray cluster (HOST:6379 or auto); default: start a local instance")
-    p.add_argument("--num-cpus", type=int, default=None, help="local instance: CPUs (default: this machine's)")
-    p.add_argument("--min-replicas", type=int, default=1)
-    p.add_argument("--max-replicas", type=int, default=2)
-    p.add_argument("--llm-replicas", type=int, default=1, help="language-model replicas (fixed; default 1)")
-    p.add_argument("--max-ongoing", type=int, default=8,
+    p.add_argument("--num-cpus", type=positive_int, default=None, help="local instance: CPUs (default: this machine's)")
+    p.add_argument("--min-replicas", type=non_negative_int, default=1)
+    p.add_argument("--max-replicas", type=positive_int, default=2)
+    p.add_argument("--llm-replicas", type=positive_int, default=1, help="language-model replicas (fixed; default 1)")
+    p.add_argument("--max-ongoing", type=positive_int, default=8,
                    help="requests Ray hands one tail replica at once (default 8; --slots of them run, the rest wait there)")
-    p.add_argument("--slots", type=int, default=1, help="requests one tail replica runs at once (default 1)")
-    p.add_argument("--replica-cpus", type=float, default=1.0, help="Ray CPUs reserved per replica (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads per replica session (default 1)")
-    p.add_argument("--deadline-ms", type=float, default=200.0,
+    p.add_argument("--slots", type=positive_int, default=1, help="requests one tail replica runs at once (default 1)")
+    p.add_argument("--replica-cpus", type=positive, default=1.0, help="Ray CPUs reserved per replica (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="intra-op threads per replica session (default 1)")
+    p.add_argument("--deadline-ms", type=positive, default=200.0,
                    help="the devices' deadline: with the service time it sets the autoscaling target")
-    p.add_argument("--service-ms", type=float, default=None,
+    p.add_argument("--service-ms", type=positive, default=None,
                    help="the tail's service time (default: measured here on the heaviest graph)")
-    p.add_argument("--target", type=float, default=None,
+    p.add_argument("--target", type=positive, default=None,
                    help="ongoing requests per replica to scale at (default: from --deadline-ms and --service-ms)")
-    p.add_argument("--queue", type=int, default=8, help="requests queued at the front beyond the replicas' slots")
-    p.add_argument("--per-client", type=int, default=None)
+    p.add_argument("--queue", type=non_negative_int, default=8, help="requests queued at the front beyond the replicas' slots")
+    p.add_argument("--per-client", type=positive_int, default=None)
     p.add_argument("--curve-secret", metavar="FILE", help="the front's .key_secret: CURVE on")
     p.add_argument("--allow", metavar="DIR", help="allowed client public keys (*.key)")
     p.add_argument("--allow-plaintext", action="store_true", help="allow plaintext on a non-loopback bind")
-    p.add_argument("--drain", type=float, default=30.0)
+    p.add_argument("--drain", type=non_negative, default=30.0)
     p.add_argument("--no-verify", action="store_true", help="skip hashing package files at start")
     p.add_argument("--json", action="store_true", help="on exit, print the counters as one JSON line")
     p.set_defaults(func=run)

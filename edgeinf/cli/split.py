@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import ConfigError
-from ._util import print_json
+from ._util import fraction, print_json
 
 
 def add_model_args(p) -> None:
@@ -44,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--profile", action="store_true", help="with -o: then measure every plan into profile.json")
     p.add_argument("--device", help="with --profile: target device profile whose pace to record")
     p.add_argument("--inputs", metavar="F.npz", help="with --profile: sample inputs, one array per model input")
-    p.add_argument("--accuracy-floor", type=float, default=0.99, help="with --profile: codec fidelity floor")
+    p.add_argument("--accuracy-floor", type=fraction, default=0.99, help="with --profile: codec fidelity floor")
     p.set_defaults(func=run)
 
 

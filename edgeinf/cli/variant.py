@@ -11,7 +11,7 @@ give the worker the updated package too. See docs/package.md, Variants.
 """
 from __future__ import annotations
 
-from ._util import print_json
+from ._util import fraction, non_negative, positive_int, print_json
 
 
 def register(sub) -> None:
@@ -38,10 +38,10 @@ def register(sub) -> None:
     c = vs.add_parser("calibrate", help="fit exit thresholds and variant fidelity on calibration inputs")
     c.add_argument("package")
     c.add_argument("--inputs", help=".npz: one array per model input, N samples stacked on a new leading axis")
-    c.add_argument("--max-drop", type=float, default=0.01, help="agreement the exits may give up (0.01 = 1 point)")
-    c.add_argument("--tol", type=float, default=0.05, help="relative error still agreeing (non-classifiers)")
-    c.add_argument("--z", type=float, default=1.0, help="noise margin of the fit, in standard errors")
-    c.add_argument("--samples", type=int, default=64, help="generated samples when no --inputs")
+    c.add_argument("--max-drop", type=fraction, default=0.01, help="agreement the exits may give up (0.01 = 1 point)")
+    c.add_argument("--tol", type=non_negative, default=0.05, help="relative error still agreeing (non-classifiers)")
+    c.add_argument("--z", type=non_negative, default=1.0, help="noise margin of the fit, in standard errors")
+    c.add_argument("--samples", type=positive_int, default=64, help="generated samples when no --inputs")
     ls = vs.add_parser("list", help="every local plan the package declares")
     ls.add_argument("package")
     for q in (a, e, b, c, ls):

@@ -5,6 +5,8 @@ import json
 import signal
 import sys
 
+from ._util import non_negative, non_negative_int, positive, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("worker", help="cloud offload worker: serve package tails over ZeroMQ")
@@ -15,25 +17,25 @@ def register(sub) -> None:
     p.add_argument("--package", action="append", default=[], metavar="DIR", help="model package (repeatable)")
     p.add_argument("--llm", action="append", default=[], metavar="NAME=GGUF",
                    help="serve a GGUF language model under NAME (repeatable): per-client sessions, KV kept here")
-    p.add_argument("--llm-ctx", type=int, default=2048, help="context tokens per language model (default 2048)")
-    p.add_argument("--llm-sessions", type=int, default=64, help="language-model sessions kept (LRU beyond; default 64)")
-    p.add_argument("--llm-session-mb", type=float, default=512.0,
+    p.add_argument("--llm-ctx", type=positive_int, default=2048, help="context tokens per language model (default 2048)")
+    p.add_argument("--llm-sessions", type=positive_int, default=64, help="language-model sessions kept (LRU beyond; default 64)")
+    p.add_argument("--llm-session-mb", type=positive, default=512.0,
                    help="parked session KV kept, MiB in all (LRU beyond; default 512)")
-    p.add_argument("--llm-idle", type=float, default=600.0, help="seconds an unused session is kept (default 600)")
-    p.add_argument("--workers", type=int, default=2, help="executor threads (default 2)")
-    p.add_argument("--queue", type=int, default=8, help="requests queued beyond running ones before BUSY (default 8)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads per session")
-    p.add_argument("--per-client", type=int, default=None,
+    p.add_argument("--llm-idle", type=positive, default=600.0, help="seconds an unused session is kept (default 600)")
+    p.add_argument("--workers", type=positive_int, default=2, help="executor threads (default 2)")
+    p.add_argument("--queue", type=non_negative_int, default=8, help="requests queued beyond running ones before BUSY (default 8)")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads per session")
+    p.add_argument("--per-client", type=positive_int, default=None,
                    help="requests one client (CURVE key, else connection) may have in flight (default: --queue)")
-    p.add_argument("--retry-window", type=float, default=60.0,
+    p.add_argument("--retry-window", type=non_negative, default=60.0,
                    help="seconds an answered request id stays known: retries are replayed or refused, never rerun")
     p.add_argument("--curve-secret", metavar="FILE", help="server .key_secret: turn CURVE on")
     p.add_argument("--allow", metavar="DIR", help="directory of allowed client public keys (*.key)")
     p.add_argument("--broker-key", metavar="FILE", help="with --connect: the broker's public .key (CURVE backend)")
     p.add_argument("--worker-key", metavar="FILE", help="with --broker-key: this worker's .key_secret")
     p.add_argument("--allow-plaintext", action="store_true", help="allow plaintext on a non-loopback bind")
-    p.add_argument("--drain", type=float, default=30.0, help="seconds given to in-flight work on SIGTERM")
-    p.add_argument("--max-tensor-mb", type=float, default=256.0, help="largest tensor frame accepted (MiB)")
+    p.add_argument("--drain", type=non_negative, default=30.0, help="seconds given to in-flight work on SIGTERM")
+    p.add_argument("--max-tensor-mb", type=positive, default=256.0, help="largest tensor frame accepted (MiB)")
     p.add_argument("--no-verify", action="store_true", help="skip hashing package files at start")
     p.add_argument("--json", action="store_true", help="on exit, print the counters as one JSON line on stdout")
     p.set_defaults(func=run)
