@@ -145,3 +145,20 @@ def test_gguf_is_recognised_and_a_broken_one_refused_clearly(tmp_path):
 def test_thread_count_is_applied(mobilenet_path):
     m = edgeinf.load(mobilenet_path, threads=1)
     assert m.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_a_model_of_two_inputs_takes_one_dict_as_run_does(tmp_path):
+    """``model({...})`` as ``rt.run({...})``: the dict was taken as the first input and the
+    error named the second as missing."""
+    from byom_models import two_input
+
+    m = edgeinf.load(two_input(tmp_path / "two.onnx"), threads=1)
+    rng = np.random.default_rng(0)
+    feeds = {"image": rng.random((2, 3, 64, 64), np.float32), "meta": rng.random((2, 16), np.float32)}
+    want = m.run(feeds)["score"]
+    assert want.shape[0] == 2 and want.std() > 0
+    np.testing.assert_array_equal(m(feeds)["score"], want)
+    np.testing.assert_array_equal(m(feeds["image"], feeds["meta"])["score"], want)
+    np.testing.assert_array_equal(m({"image": feeds["image"]}, meta=feeds["meta"])["score"], want)
+    with pytest.raises(InputError, match=r"missing: \['meta'\]"):
+        m({"image": feeds["image"]})

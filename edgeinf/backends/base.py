@@ -53,7 +53,11 @@ class Model:
         return list(self._outputs)
 
     def __call__(self, *arrays: np.ndarray, **named: np.ndarray) -> Dict[str, np.ndarray]:
-        """Run with positional inputs (in input order) and/or inputs by name."""
+        """Run with positional inputs (in input order) and/or inputs by name, or with one
+        ``{input name: array}`` mapping, as ``run`` and ``AdaptiveRuntime.run`` take."""
+        if len(arrays) == 1 and isinstance(arrays[0], Mapping):
+            # NOTE: taken as the first input, a dict failed as "missing: [the second input]"
+            return self.run({**arrays[0], **named})
         if len(arrays) > len(self._inputs):
             raise InputError(
                 f"{self._where()} takes {len(self._inputs)} input(s) "
