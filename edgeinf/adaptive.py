@@ -49,7 +49,8 @@ class AdaptiveResult:
 
     plan, reason : what the controller chose and why; predicted_ms : its prediction;
     latency_ms : measured, decide to outputs; outcome : 'local' | 'offload' | 'local_fallback';
-    run : the executor's :class:`RunResult` (per-stage timings, bytes, load report).
+    run : the executor's :class:`RunResult` (per-stage timings, bytes, load report);
+    decide_ms : of latency_ms, the controller's own time choosing the plan.
     """
 
     outputs: Dict[str, np.ndarray]
@@ -61,12 +62,14 @@ class AdaptiveResult:
     probe: bool = False
     run: Optional[RunResult] = None
     estimates: dict = field(default_factory=dict)  # what the controller believed when it decided
+    decide_ms: float = 0.0
 
     def to_dict(self) -> dict:
         return {"plan": self.plan.label(), "reason": self.reason, "predicted_ms": round(self.predicted_ms, 3),
                 "latency_ms": round(self.latency_ms, 3), "outcome": self.outcome, "probe": self.probe,
                 "timings": dict(self.run.timings) if self.run else {},
-                "bytes_sent": self.run.bytes_sent if self.run else 0, "estimates": dict(self.estimates)}
+                "bytes_sent": self.run.bytes_sent if self.run else 0, "estimates": dict(self.estimates),
+                "decide_ms": round(self.decide_ms, 4)}
 
 
 def _objective(objective, deadline_ms, accuracy_floor, local_ms: float) -> Objective:
@@ -215,7 +218,9 @@ class AdaptiveRuntime:
         now = self.clock()
         self._drain()
         self._sample_system()
+        t_decide = time.perf_counter()
         d = self.ctl.decide(now)
+        decide_ms = (time.perf_counter() - t_decide) * 1e3
         if d.probe:
             self._probe(inputs)
         deadline = self.objective.deadline_ms if deadline_ms is None else float(deadline_ms)
@@ -225,7 +230,7 @@ class AdaptiveRuntime:
         pred = d.predicted()
         out = AdaptiveResult(res.outputs, d.plan, d.reason, pred.latency_ms if pred else math.nan,
                              (time.perf_counter() - t0) * 1e3, res.outcome, d.probe, res,
-                             _estimates(self.ctl.last_estimates))
+                             _estimates(self.ctl.last_estimates), decide_ms)
         self.history.append(out)
         del self.history[:-1000]  # NOTE: bounded: a daemon runs this for weeks
         return out

@@ -62,6 +62,7 @@ def test_local_only_runs_the_model(pkg_dir):
     np.testing.assert_array_equal(res.outputs["logits"], ref["logits"])
     assert res.plan == LOCAL and res.outcome == "local" and res.predicted_ms > 0
     assert res.to_dict()["plan"] == "local"
+    assert 0 < res.decide_ms < res.latency_ms and res.to_dict()["decide_ms"] == round(res.decide_ms, 4)
 
 
 def test_worker_killed_mid_run_falls_back_and_stays_correct(pkg_dir):

@@ -6,12 +6,14 @@ traces (step changes, outages) with a fixed cost table shaped like a Pi-class de
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
-from edgeinf.controller import Controller, Objective, PlanCost, State, decide
+from edgeinf.controller import Controller, Objective, PlanCost, State, decide, predict_all, undominated
 from edgeinf.evaluation import replay as R
-from edgeinf.controller.costmodel import Estimates
-from edgeinf.controller.estimators import DeviceEstimator, LinkEstimator, ServerEstimator
-from edgeinf.controller.policy import Observation
+from edgeinf.controller.costmodel import Estimates, Power
+from edgeinf.controller.estimators import DeviceEstimator, LinkEstimate, LinkEstimator, ServerEstimator
+from edgeinf.controller.policy import Observation, rank, score
 from edgeinf.netem import Link, Trace
 from edgeinf.plan import Plan
 
@@ -229,3 +231,64 @@ def test_local_only_candidates_never_probe():
     ctl = Controller(local, OBJ)
     d = ctl.decide(0.0)
     assert d.plan == LOCAL and not d.probe and "local only" in d.reason
+
+
+# -- pricing every plan at once, and the plans never priced ----------------------------------
+_h_ms = hs.floats(0.0, 500.0)
+_h_cost = hs.builds(lambda kind, i, d, e, up, s, a, down: PlanCost(
+    Plan("local", variant=f"v{i}") if kind == "local" else Plan(kind, cut=f"c{i}" if kind == "split" else None,
+                                                                codec=f"k{i}"),
+    d, e if kind != "local" else 0.0, up if kind != "local" else 0, s, a, down if kind != "local" else 0),
+    hs.sampled_from(["local", "split", "split", "offload"]), hs.integers(0, 10**6), _h_ms, hs.floats(0.0, 20.0),
+    hs.integers(0, 2 * 10**6), _h_ms, hs.floats(0.0, 1.0), hs.integers(0, 5000))
+_h_link = hs.builds(LinkEstimate, hs.booleans(), hs.floats(math.log(1e4), math.log(1e9)), hs.floats(0.0, 6.0),
+                    hs.floats(0.1, 300.0), hs.floats(0.0, 1.0), hs.floats(0.0, 100.0))
+_h_est = hs.builds(Estimates, _h_link, hs.floats(0.2, 8.0), hs.floats(0.0, 200.0), hs.floats(0.5, 4.0))
+
+
+def _reference(c: PlanCost, est: Estimates, power: Power, z: float):
+    """The cost model as docs/controller.md writes it, through ``LinkEstimate.transfer_ms``."""
+    dev = (c.device_ms + c.encode_ms) * est.slowdown
+    if not c.plan.remote:
+        return (dev, dev, dev * power.active_w)
+    link = est.link.transfer_ms(c.up_bytes + c.down_bytes)
+    if math.isinf(link):
+        return (math.inf, math.inf, math.inf)
+    server = est.server_queue_ms + c.server_ms * est.server_factor
+    lat = dev + link + server
+    send = max(link - est.link.rtt_ms, 0.0)
+    energy = dev * power.active_w + send * (power.idle_w + power.radio_w) + (lat - dev - send) * power.idle_w
+    return (lat, dev + est.link.transfer_ms(c.up_bytes + c.down_bytes, z=z) + server, energy)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hs.lists(_h_cost, min_size=1, max_size=12), _h_est, hs.sampled_from([0.0, 1.28, -1.0]))
+def test_predict_all_gives_the_very_floats_of_the_cost_model_per_plan(costs, est, z):
+    power = Power()
+    preds = predict_all(costs, est, power, z)
+    assert [p.plan for p in preds] == [c.plan for c in costs]
+    for c, p in zip(costs, preds):
+        assert (p.latency_ms, p.pessimistic_ms, p.energy_mj) == _reference(c, est, power, z), c
+        assert p.accuracy == c.accuracy
+
+
+@settings(max_examples=300, deadline=None)
+@given(hs.lists(_h_cost, min_size=1, max_size=12), _h_est,
+       hs.sampled_from([Objective("latency", accuracy_floor=0.5), Objective("accuracy", deadline_ms=300.0),
+                        Objective("energy", deadline_ms=300.0, accuracy_floor=0.3), Objective("latency")]))
+def test_a_plan_left_unpriced_could_never_have_ranked_first(costs, est, obj):
+    kept = undominated(costs)
+    assert all(c in kept for c in costs if not c.plan.remote)
+    full, pruned = rank(predict_all(costs, est), obj), rank(predict_all(kept, est), obj)
+    assert score(pruned, obj) == score(full, obj), (full, pruned)
+
+
+def test_dominated_codecs_are_not_priced_but_stay_observable():
+    raw = PlanCost(Plan("split", cut="c1", codec="raw"), 40.0, 0.0, 40000, 1.0, 1.0)
+    int8 = PlanCost(Plan("split", cut="c1", codec="int8"), 40.0, 0.2, 10000, 1.2, 1.0)
+    int8pc = PlanCost(Plan("split", cut="c1", codec="int8-pc"), 40.0, 0.4, 10400, 1.3, 1.0)  # worse on all
+    twin = PlanCost(Plan("split", cut="c1", codec="int8-copy"), 40.0, 0.2, 10000, 1.2, 1.0)  # a tie: first kept
+    ctl = Controller([COSTS[0], raw, int8, int8pc, twin], OBJ)
+    assert [c.plan for c in ctl.candidates] == [LOCAL, raw.plan, int8.plan]
+    assert set(ctl.dominated) == {int8pc.plan, twin.plan} and int8pc.plan in ctl.costs
+    assert all(p.plan in {LOCAL, raw.plan, int8.plan} for p in ctl.decide(0.0).predictions)

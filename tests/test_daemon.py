@@ -88,6 +88,7 @@ def test_infer_matches_the_model_run_in_process(client, binary):
     p = resp["parameters"]
     assert p["edgeinf_plan"] and p["edgeinf_outcome"] in ("local", "offload", "local_fallback")
     assert p["edgeinf_latency_ms"] > 0 and p["edgeinf_total_ms"] > 0 and "edgeinf_reason" in p
+    assert 0 < p["edgeinf_decide_ms"] < p["edgeinf_latency_ms"]
 
 
 def test_the_controller_offloads_from_an_emulated_pi_and_says_so(client):

@@ -22,7 +22,7 @@ from typing import Dict, Optional, Tuple
 
 from ..errors import ConfigError
 from ..plan import Plan, remote_budget_ms
-from .costmodel import Estimates, PlanCost, Power, Prediction, predict
+from .costmodel import Estimates, PlanCost, Power, Prediction, predict_all
 
 OBJECTIVES = ("latency", "accuracy", "energy")
 
@@ -134,21 +134,27 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
     link = obs.estimates.link
     probe = False
     stale = not link.up or link.confidence < t.stale_confidence
+    since = math.inf if state.last_probe_s is None else obs.now_s - state.last_probe_s
+    # NOTE: the what-if pricing below (every plan again, at the optimistic bound) is done only
+    # when its answer can change whether to probe: it was half of each decision's time
     if stale and not chosen.plan.remote:
         # probe often if some remote plan would win were the link at its optimistic bound (or
         # it is down), else slowly: a link that looked hopeless may have come back
-        hopeful = not link.up or any(
-            c.plan.remote and predict(c, obs.estimates, obs.power, z=-1.0).pessimistic_ms < chosen.latency_ms
-            for c in obs.candidates)
-        interval = t.probe_interval_s if hopeful else t.hopeless_probe_interval_s
-        probe = state.last_probe_s is None or obs.now_s - state.last_probe_s >= interval
+        fast, slow = t.probe_interval_s, t.hopeless_probe_interval_s
+        if since >= max(fast, slow) or since < min(fast, slow):
+            probe = since >= fast
+        else:
+            hopeful = not link.up or any(
+                p.plan.remote and p.pessimistic_ms < chosen.latency_ms
+                for p in predict_all(obs.candidates, obs.estimates, obs.power, z=-1.0))
+            probe = since >= (fast if hopeful else slow)
     elif chosen.plan.remote and link.up and link.bw_confidence < t.stale_confidence:
         # a remote plan whose transfers are too small to measure bandwidth (they only refresh
         # the RTT) cannot see the link get faster: probe, slowly (a probe shares the uplink),
         # when a plan that needs more bandwidth would beat it at the link's optimistic bound
-        better = any(c.plan != chosen.plan and _better(predict(c, obs.estimates, obs.power, z=-1.0), chosen,
-                                                       obs.objective) for c in obs.candidates)
-        probe = better and (state.last_probe_s is None or obs.now_s - state.last_probe_s >= t.remote_probe_interval_s)
+        probe = since >= t.remote_probe_interval_s and any(
+            p.plan != chosen.plan and _better(p, chosen, obs.objective)
+            for p in predict_all(obs.candidates, obs.estimates, obs.power, z=-1.0))
     trial = None
     fresh = link.up and link.confidence >= t.stale_confidence
     if t.explore_every and fresh and state.n % t.explore_every == t.explore_every - 1:
@@ -181,7 +187,7 @@ def decide(obs: Observation, state: State, tuning: Tuning = Tuning()) -> Tuple[D
     """Choose the plan for one request. Pure: same inputs, same outputs."""
     if not obs.candidates:
         raise ConfigError("decide() needs at least one candidate plan; got none")
-    preds = tuple(predict(c, obs.estimates, obs.power, z=tuning.z) for c in obs.candidates)
+    preds = predict_all(obs.candidates, obs.estimates, obs.power, z=tuning.z)
     by_plan: Dict[Plan, Prediction] = {p.plan: p for p in preds}
     link = obs.estimates.link
     if not any(p.plan.remote for p in preds):  # a local-only runtime: no link to wait for or probe

@@ -187,7 +187,8 @@ def result_parameters(res, missed: bool) -> Dict[str, object]:
                               "edgeinf_outcome": res.outcome, "edgeinf_reason": res.reason,
                               "edgeinf_latency_ms": round(res.latency_ms, 3),
                               "edgeinf_predicted_ms": round(res.predicted_ms, 3) if math.isfinite(res.predicted_ms) else -1.0,
-                              "edgeinf_deadline_missed": bool(missed)}
+                              "edgeinf_deadline_missed": bool(missed),
+                              "edgeinf_decide_ms": round(res.decide_ms, 4)}
     for stage, ms in (res.run.timings.items() if res.run else ()):
         out[f"edgeinf_{stage}_ms"] = round(float(ms), 3)
     if res.run is not None:

@@ -116,8 +116,12 @@ def evaluate(cfg: EvalConfig, on_request: Optional[Callable] = None, say: Callab
     link = Link(trace, cfg.delay_ms, [(t0 * 1e3 + s * 1e3, (t0 + s + d) * 1e3) for s, d in cfg.outages])
     arrivals = [r.served.arrival_ms for r in recs]
     base = baselines(link, paced, arrivals, art.objective, local_ms, art.probe_sizes())
+    decide = np.array([h.decide_ms for h in art.history[-len(recs):]] or [0.0])
     policies = {"adaptive": {**R.summary([r.served for r in recs], deadline), "mode": "live",
-                             "plan": f"{art.ctl.switches} switches"}}
+                             "plan": f"{art.ctl.switches} switches",
+                             "decide_ms": {"median": round(float(np.median(decide)), 4),
+                                           "p99": round(float(np.percentile(decide, 99)), 4),
+                                           "plans_priced": len(art.ctl.candidates), "plans": len(art.ctl.costs)}}}
     for k, (served, what) in base.items():
         policies[k] = {**R.summary(served, deadline), "mode": "replayed exactly from measured costs", "plan": what}
     for k, (served, what) in live_base.items():

@@ -27,6 +27,10 @@ def table(report: dict) -> str:
     lines.append(f"adaptive/oracle {pol['adaptive']['mean_ms'] / pol['oracle']['mean_ms']:.2f}x, "
                  f"adaptive/best_static {pol['adaptive']['mean_ms'] / pol['best_static']['mean_ms']:.2f}x "
                  "(mean latency; 'replayed' = computed exactly from measured costs on the same trace segment)")
+    dm = pol["adaptive"].get("decide_ms")
+    if dm:
+        lines.append(f"controller: {dm['median']:.3f} ms a decision (p99 {dm['p99']:.3f}; this host's speed), "
+                     f"{dm['plans_priced']} of {dm['plans']} plans priced (the rest beaten on every measured cost)")
     return "\n".join(lines)
 
 
