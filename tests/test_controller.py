@@ -292,3 +292,25 @@ def test_dominated_codecs_are_not_priced_but_stay_observable():
     assert [c.plan for c in ctl.candidates] == [LOCAL, raw.plan, int8.plan]
     assert set(ctl.dominated) == {int8pc.plan, twin.plan} and int8pc.plan in ctl.costs
     assert all(p.plan in {LOCAL, raw.plan, int8.plan} for p in ctl.decide(0.0).predictions)
+
+
+def test_under_the_latency_objective_too_a_narrow_remote_plan_probes_for_a_faster_link():
+    """The what-if must price the wider plan at the optimistic bandwidth: compared at the mean
+    (where it loses), a latency-objective runtime on a small-transfer plan never probed."""
+    from dataclasses import replace
+
+    from edgeinf.controller import LinkEstimate
+
+    narrow = PlanCost(Plan("split", cut="n", codec="int4"), 30.0, 0.1, 500, 10.0, 1.0, 0)
+    wide = PlanCost(Plan("split", cut="w", codec="int4"), 5.0, 0.1, 4000, 10.0, 1.0, 0)
+    costs = (PlanCost(LOCAL, 80.0, accuracy=1.0), narrow, wide)
+    obj = Objective("latency")
+    # 1 Mbit/s measured long ago (std 1: the optimistic bound is 2.7 Mbit/s), RTT fresh
+    link = LinkEstimate(True, math.log(1e6), 1.0, 20.0, 1.0, 0.0, 0, 0.1)
+    d, _ = decide(Observation(10.0, Estimates(link), costs, obj), State(plan=narrow.plan))
+    by = {p.plan: p for p in d.predictions}
+    assert d.plan == narrow.plan and by[wide.plan].latency_ms > by[narrow.plan].latency_ms  # wide loses at the mean
+    assert d.probe, d.reason  # ... but would win at 2.7 Mbit/s: 47 ms against 67
+    d, _ = decide(Observation(10.0, Estimates(replace(link, log_bw=math.log(2e5))), costs, obj),
+                  State(plan=narrow.plan))
+    assert d.plan == narrow.plan and not d.probe  # 0.2 Mbit/s: wide loses even at the bound (local wins: no probe for it)

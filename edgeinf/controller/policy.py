@@ -153,8 +153,8 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
         # the RTT) cannot see the link get faster: probe, slowly (a probe shares the uplink),
         # when a plan that needs more bandwidth would beat it at the link's optimistic bound
         probe = since >= t.remote_probe_interval_s and any(
-            p.plan != chosen.plan and _better(p, chosen, obs.objective)
-            for p in predict_all(obs.candidates, obs.estimates, obs.power, z=-1.0))
+            p.plan.remote and p.plan != chosen.plan and _better(p, chosen, obs.objective)
+            for p in predict_all(obs.candidates, _optimistic(obs.estimates), obs.power))
     trial = None
     fresh = link.up and link.confidence >= t.stale_confidence
     if t.explore_every and fresh and state.n % t.explore_every == t.explore_every - 1:
@@ -163,6 +163,16 @@ def explore(obs: Observation, state: State, chosen: Prediction, preds: Tuple[Pre
         if others and others[0].pessimistic_ms <= 1.25 * chosen.latency_ms:
             trial = others[0].plan
     return probe, trial
+
+
+def _optimistic(est: Estimates) -> Estimates:
+    """The estimates with the bandwidth at its optimistic bound (one deviation up), certain.
+
+    NOTE: priced under these, a plan's expected latency and energy are what it would take were
+    the link that fast; pricing at ``z=-1`` moved only the pessimistic latency, so under the
+    latency objective (which scores the expected one) no wider plan ever looked better"""
+    link = est.link
+    return replace(est, link=replace(link, log_bw=link.log_bw + link.log_bw_std, log_bw_std=0.0))
 
 
 def _better(p: Prediction, than: Prediction, obj: Objective) -> bool:
