@@ -91,7 +91,7 @@ def predict_all(costs: Iterable[PlanCost], est: Estimates, power: Optional[Power
     for cost in costs:
         plan = cost.plan
         dev = (cost.device_ms + cost.encode_ms) * slow
-        if plan.kind == "local":
+        if not plan.remote:
             out.append(Prediction(plan, dev, dev, cost.accuracy, dev * active))
             continue
         if not link.up:
